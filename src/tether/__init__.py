@@ -1,0 +1,1 @@
+"""tether: a production runtime for Claude agents."""
