@@ -1,0 +1,140 @@
+"""The seam to the Messages API: the ``ModelClient`` protocol and its implementation on the SDK.
+
+``AnthropicClient`` uses the official ``anthropic`` SDK for everything the SDK is good at
+(credentials, headers, connection pooling, its retries) and reads the streamed body itself with
+``StreamReader``, which costs less than the SDK's per-event objects.
+
+Cancellation: cancelling the task that iterates ``stream()`` closes the HTTP response; nothing
+keeps running in the background.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+
+import anthropic
+import httpx2
+
+from tether.api.stream import MessageComplete, StreamEvent, StreamReader
+from tether.api.types import MessagesRequest, Response
+from tether.errors import APIConnectionError, APIStatusError, MissingCredentialsError
+
+
+class ModelClient(Protocol):
+    """What the loop needs from the Messages API. Wrappers (limits, retries, fallback) implement it too."""
+
+    def stream(self, request: MessagesRequest) -> AsyncIterator[StreamEvent]:
+        """Stream the response as typed events; the last one is ``MessageComplete``."""
+        ...
+
+    async def create(self, request: MessagesRequest) -> Response: ...
+
+    async def count_tokens(self, request: MessagesRequest) -> int: ...
+
+
+class AnthropicClient:
+    """``ModelClient`` over HTTP with the ``anthropic`` SDK."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        auth_token: str | None = None,
+        base_url: str | None = None,
+        max_retries: int = 2,
+        timeout: float = 600.0,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not api_key and not auth_token:
+            raise MissingCredentialsError(
+                "no Anthropic API key: set the ANTHROPIC_API_KEY environment variable, "
+                "or put api_key under [api] in tether.toml"
+            )
+        self._sdk = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            auth_token=auth_token if not api_key else None,
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+            default_headers=default_headers,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return str(self._sdk.base_url)
+
+    async def stream(self, request: MessagesRequest) -> AsyncIterator[StreamEvent]:
+        body, options = _call(request)
+        try:
+            async with self._sdk.messages.with_streaming_response.create(**body, stream=True, **options) as raw:
+                http = raw.http_response
+                reader = StreamReader(request_id=http.headers.get("request-id"), headers=http.headers)
+                async for line in raw.iter_lines():
+                    event = reader.feed_line(line)
+                    if event is not None:
+                        yield event
+                        if isinstance(event, MessageComplete):
+                            return
+                reader.check_complete()
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            raise APIConnectionError(f"connection to the Messages API failed: {exc}") from None
+
+    async def create(self, request: MessagesRequest) -> Response:
+        body, options = _call(request)
+        try:
+            raw = await self._sdk.messages.with_raw_response.create(**body, **options)
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except anthropic.APIConnectionError as exc:
+            raise APIConnectionError(f"connection to the Messages API failed: {exc}") from None
+        http = raw.http_response
+        return Response.from_wire(json.loads(http.content), request_id=http.headers.get("request-id"),
+                                  headers=http.headers)
+
+    async def count_tokens(self, request: MessagesRequest) -> int:
+        body, options = _call(request, counting=True)
+        try:
+            result = await self._sdk.messages.count_tokens(**body, **options)
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except anthropic.APIConnectionError as exc:
+            raise APIConnectionError(f"connection to the Messages API failed: {exc}") from None
+        return result.input_tokens
+
+    async def aclose(self) -> None:
+        await self._sdk.close()
+
+
+_SDK_ARGS = {"model", "max_tokens", "messages"}
+_COUNT_ARGS = {"model", "messages"}
+
+
+def _call(request: MessagesRequest, *, counting: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a request into the SDK's keyword arguments and ``extra_*`` options."""
+    body = request.count_body() if counting else request.body()
+    named = _COUNT_ARGS if counting else _SDK_ARGS
+    args = {k: body.pop(k) for k in named}
+    options: dict[str, Any] = {"extra_body": body} if body else {}
+    if request.betas:
+        options["extra_headers"] = {"anthropic-beta": ",".join(request.betas)}
+    return args, options
+
+
+def _status_error(exc: anthropic.APIStatusError) -> APIStatusError:
+    body = exc.body if isinstance(exc.body, Mapping) else {}
+    error = body.get("error") if isinstance(body.get("error"), Mapping) else body
+    headers = exc.response.headers
+    retry_after = headers.get("retry-after")
+    should_retry = headers.get("x-should-retry")
+    return APIStatusError(
+        f"{exc.status_code} {error.get('type', 'error')}: {error.get('message', exc.message)}",
+        status_code=exc.status_code,
+        error_type=error.get("type") or "api_error",
+        request_id=headers.get("request-id"),
+        retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
+        should_retry=None if should_retry is None else should_retry == "true",
+    )
