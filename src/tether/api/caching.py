@@ -6,7 +6,7 @@ lookback can bridge, intermediate breakpoints are spaced every ``STRIDE`` blocks
 tail. A breakpoint whose prefix is under the model's minimum cacheable length is skipped.
 
 Positions count content blocks in prompt order (tools, then system blocks, then each message's
-blocks). The planner only ever marks copies: the conversation's messages are never touched, so the
+blocks). ``render()`` marks copies only: the conversation's messages are never touched, so the
 bytes of request N's prefix are those of request N+1 (``cache_control`` aside, which the API does not
 hash).
 """
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from tether.api.catalog import ModelInfo
 from tether.api.tokens import block_tokens, tool_tokens
-from tether.api.types import Json, Usage, dumps
+from tether.api.types import Json, MessagesRequest, Usage, dumps
 
 MAX_BREAKPOINTS = 4
 LOOKBACK = 20
@@ -36,10 +36,10 @@ class CachePlan:
     """Where the breakpoints went, in prompt positions, and what the tail covers."""
 
     breakpoints: tuple[int, ...]
+    control: Json
     tail: int | None
     tools_hash: str
     system_hash: str
-    skipped_under_minimum: bool
 
 
 @dataclass
@@ -50,11 +50,10 @@ class CachePlanner:
     ttl: Ttl = "5m"
     last_tail: int | None = None
 
-    def apply(self, body: Json) -> CachePlan:
-        """Mark ``body`` (a request body from ``MessagesRequest.body()``) in place, copying what it marks."""
-        control: Json = {"type": "ephemeral"} if self.ttl == "5m" else {"type": "ephemeral", "ttl": self.ttl}
-        tools, system, messages = body.get("tools") or [], body.get("system") or [], body["messages"]
-        positions = _Positions(tools, system, messages)
+    def plan(self, body: Json) -> CachePlan:
+        """Choose the breakpoints for ``body`` (an unmarked ``MessagesRequest.body()``)."""
+        tools, system = body.get("tools") or [], body.get("system") or []
+        positions = _Positions(tools, system, body["messages"])
         floor = positions.first_cacheable(self.model.min_cache_tokens)
         wanted: list[int] = []
         if tools:
@@ -62,20 +61,17 @@ class CachePlanner:
         if system:
             wanted.append(len(tools) + len(system) - 1)
         tail = positions.last_markable(positions.total - 1)
-        bridge = self._bridge(positions, tail, MAX_BREAKPOINTS - len(wanted) - 1)
-        wanted += bridge
+        wanted += self._bridge(positions, tail, MAX_BREAKPOINTS - len(wanted) - 1)
         if tail is not None:
             wanted.append(tail)
         chosen = tuple(p for p in dict.fromkeys(wanted) if floor is not None and p >= floor)
-        for position in chosen:
-            positions.mark(position, control)
         self.last_tail = tail
         return CachePlan(
             breakpoints=chosen,
+            control={"type": "ephemeral"} if self.ttl == "5m" else {"type": "ephemeral", "ttl": self.ttl},
             tail=tail,
             tools_hash=_digest(tools),
             system_hash=_digest(system),
-            skipped_under_minimum=len(chosen) < len(set(wanted)),
         )
 
     def _bridge(self, positions: _Positions, tail: int | None, slots: int) -> list[int]:
@@ -138,6 +134,16 @@ class _Positions:
             content = list(message["content"])
             content[b] = {**content[b], "cache_control": control}
             self.messages[m] = {**message, "content": content}
+
+
+def render(request: MessagesRequest) -> Json:
+    """The wire body of ``request`` with its cache breakpoints marked (on copies of the blocks)."""
+    body = request.body()
+    if request.cache is not None and request.cache.breakpoints:
+        positions = _Positions(body.get("tools") or [], body.get("system") or [], body["messages"])
+        for position in request.cache.breakpoints:
+            positions.mark(position, request.cache.control)
+    return body
 
 
 def _digest(value: Any) -> str:

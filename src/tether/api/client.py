@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import anthropic
 import httpx2
 
+from tether.api.caching import render
 from tether.api.stream import MessageComplete, StreamEvent, StreamReader
 from tether.api.types import MessagesRequest, Response
 from tether.errors import APIConnectionError, APIStatusError, MissingCredentialsError
@@ -115,7 +116,7 @@ _COUNT_ARGS = {"model", "messages"}
 
 def _call(request: MessagesRequest, *, counting: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a request into the SDK's keyword arguments and ``extra_*`` options."""
-    body = request.count_body() if counting else request.body()
+    body = request.count_body() if counting else render(request)
     named = _COUNT_ARGS if counting else _SDK_ARGS
     args = {k: body.pop(k) for k in named}
     options: dict[str, Any] = {"extra_body": body} if body else {}

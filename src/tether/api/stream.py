@@ -131,7 +131,10 @@ class StreamReader:
             return BlockStart(index, block_from_wire(block))
         if kind == "content_block_stop":
             index = data["index"]
-            block = self._blocks.pop(index).finish()
+            try:
+                block = self._blocks.pop(index).finish()
+            except ValueError:  # a tool call cut off by max_tokens: its input is not whole JSON
+                return None
             self._done.extend([None] * (index + 1 - len(self._done)))
             self._done[index] = block
             return BlockStop(index, block)

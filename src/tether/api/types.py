@@ -328,8 +328,11 @@ class MessagesRequest:
     cache_control: Json | None = None
     params: Json = field(default_factory=dict)
     betas: list[str] = field(default_factory=list)
+    # Where to put cache breakpoints (a ``tether.api.caching.CachePlan``), applied by ``caching.render``.
+    cache: Any = None
 
     def body(self) -> Json:
+        """The wire body, without cache breakpoints."""
         out: Json = {"model": self.model, "max_tokens": self.max_tokens}
         if self.system:
             out["system"] = [b.to_wire() for b in self.system]

@@ -56,5 +56,5 @@ def unix_time(clock: Clock, at: float) -> float:
 def rfc3339(unix_seconds: float) -> str:
     """``2026-11-21T00:00:05Z``: UTC, whole seconds, rounded **up** so that waiting until the
     printed instant is always enough."""
-    stamp = dt.datetime.fromtimestamp(math.ceil(unix_seconds - 1e-9), tz=dt.UTC)
+    stamp = dt.datetime.fromtimestamp(math.ceil(unix_seconds - 1e-6), tz=dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")

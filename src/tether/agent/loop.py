@@ -1,0 +1,317 @@
+"""The agent loop: call the model, stream its events, run its tools, until it is done.
+
+``Agent`` holds what does not change between runs; each ``stream()`` creates a ``Run`` that owns one
+conversation. Decisions are in ``decide.py``; this module only does the I/O around them.
+
+Cancellation: cancelling the task that iterates ``stream()`` (or ``run()``) closes the model's stream
+and cancels running tools; the conversation is left valid (an unfinished assistant message is
+dropped, interrupted tool calls get ``is_error`` results), so it can be saved and continued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tether.agent import events as ev
+from tether.agent.decide import (
+    Continue,
+    Fail,
+    Finish,
+    RunTools,
+    continuation_messages,
+    decide,
+    merge,
+    prefill,
+)
+from tether.agent.hooks import Deny, Hooks, Modify
+from tether.agent.limits import Spent, check
+from tether.api import stream as st
+from tether.api.caching import CacheMonitor
+from tether.api.catalog import Catalog, ModelInfo, default_catalog
+from tether.api.client import ModelClient
+from tether.api.cost import cost_of
+from tether.api.request import RequestBuilder
+from tether.api.types import (
+    ContentBlock,
+    Message,
+    MessagesRequest,
+    Response,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    Usage,
+    dumps,
+)
+from tether.config import Settings
+from tether.errors import APIError, APIStatusError, ContextWindowExceeded, RunError, TetherError
+from tether.tools.base import Tool
+from tether.tools.runner import ToolRunner
+
+INTERRUPTED = "Error: the run was interrupted before this tool call finished; it may or may not have had effects."
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    outcome: str  # "completed", "refusal", or the category of the error that ended the run
+    messages: list[Message]
+    turns: int
+    usage: Usage
+    dollars: float
+    refusal_category: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The text of the last assistant message."""
+        for message in reversed(self.messages):
+            if message.role == "assistant":
+                return message.text
+        return ""
+
+    def conversation_json(self) -> str:
+        return dumps([m.to_wire() for m in self.messages])
+
+
+@dataclass
+class Agent:
+    client: ModelClient
+    model: str | None = None
+    system: str | None = None
+    tools: Sequence[Tool] = ()
+    settings: Settings = field(default_factory=Settings)
+    hooks: Hooks = field(default_factory=Hooks)
+    catalog: Catalog | None = None
+    workspace: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.model_info: ModelInfo = (self.catalog or default_catalog()).get(self.model or self.settings.model)
+        s = self.settings.tools
+        self.runner = ToolRunner.of(self.tools, concurrency=s.concurrency, default_timeout=s.timeout,
+                                    max_output_chars=s.max_output_chars)
+
+    def builder(self) -> RequestBuilder:
+        betas = sorted({b for t in self.tools if (b := getattr(t, "beta", None))})
+        return RequestBuilder(
+            self.model_info, self.settings.output, self.settings.cache,
+            system=[TextBlock(self.system)] if self.system else None,
+            tools=[t.spec() for t in self.tools],
+            betas=betas,
+        )
+
+    def start(self, *, messages: Sequence[Message] = (), run_id: str | None = None) -> Run:
+        """A run that continues ``messages``; iterate ``run.events(task)`` to drive it."""
+        return Run(self, list(messages), run_id or f"run_{uuid.uuid4().hex[:16]}")
+
+    def stream(self, task: str | None = None, *, messages: Sequence[Message] = (),
+               run_id: str | None = None) -> AsyncIterator[ev.Event]:
+        """Run ``task`` (after ``messages``, a conversation to continue), yielding its events."""
+        return self.start(messages=messages, run_id=run_id).events(task)
+
+    async def run(self, task: str | None = None, *, messages: Sequence[Message] = (),
+                  run_id: str | None = None) -> RunResult:
+        """Run to the end. A run that ends early raises its ``RunError`` with the partial result."""
+        run = self.start(messages=messages, run_id=run_id)
+        async for _ in run.events(task):
+            pass
+        if run.error is not None:
+            raise run.error
+        return run.result()
+
+
+class Run:
+    """One run's state: the conversation, what it spent, and the request builder it learns with."""
+
+    def __init__(self, agent: Agent, messages: list[Message], run_id: str) -> None:
+        self.agent, self.messages, self.id = agent, messages, run_id
+        self.builder = agent.builder()
+        self.monitor = CacheMonitor(agent.settings.cache.ttl)
+        self.spent = Spent()
+        self.usage = Usage()
+        self.outcome = "completed"
+        self.refusal_category: str | None = None
+        self.error: TetherError | None = None
+        self.started = time.monotonic()
+
+    def result(self) -> RunResult:
+        return RunResult(self.id, self.outcome, self.messages, self.spent.turns, self.usage,
+                         self.spent.dollars, self.refusal_category)
+
+    async def events(self, task: str | None) -> AsyncIterator[ev.Event]:
+        if task:
+            self.messages.append(Message.user(task))
+        yield ev.RunStarted(self.id, self.agent.model_info.id, task or "")
+        for warning in self.builder.warnings:
+            yield ev.Warning("settings", warning)
+        try:
+            async for event in self._turns():
+                yield event
+        except (RunError, APIError) as exc:
+            self.error = exc
+            if isinstance(exc, RunError):
+                exc.result = self.result()
+            self.outcome = exc.category
+        yield ev.RunEnd(self.outcome, self.result().text, self.spent.turns, self.usage, self.spent.dollars,
+                        error=str(self.error) if self.error else None)
+
+    async def _turns(self) -> AsyncIterator[ev.Event]:
+        while True:
+            self.spent.seconds = time.monotonic() - self.started
+            check(self.agent.settings.limits, self.spent)
+            response = None
+            async for event in self._respond():
+                if isinstance(event, Response):
+                    response = event
+                else:
+                    yield event
+            assert response is not None
+            decision = decide(response, 0, 0)
+            yield ev.TurnEnd(self.spent.turns, response.stop_reason, self.messages[-1])
+            if isinstance(decision, RunTools):
+                async for event in self._run_tools(decision.calls):
+                    yield event
+                continue
+            if isinstance(decision, Finish):
+                self.outcome, self.refusal_category = decision.outcome, decision.refusal_category
+                return
+            assert isinstance(decision, Fail)
+            raise ContextWindowExceeded(decision.message)
+
+    async def _respond(self) -> AsyncIterator[ev.Event | Response]:
+        """One assistant message, continued across max_tokens and pause_turn; appended when whole."""
+        head: list[ContentBlock] = []
+        continuations = 0
+        limit = self.agent.settings.output.max_continuations
+        while True:
+            response = None
+            async for event in self._call(continuation_messages(self.messages, head)):
+                if isinstance(event, Response):
+                    response = event
+                else:
+                    yield event
+            assert response is not None
+            content = merge(head, response.content)
+            decision = decide(response, continuations, limit)
+            if isinstance(decision, Continue):
+                head, continuations = prefill(content), continuations + 1
+                continue
+            if isinstance(decision, Fail) and decision.reason == "max_tokens":
+                self.messages.append(Message("assistant", content))
+                raise RunError(decision.message)
+            self.messages.append(Message("assistant", content))
+            response.content = content
+            yield response
+            return
+
+    async def _call(self, messages: list[Message]) -> AsyncIterator[ev.Event | Response]:
+        """One model call; a parameter or beta the API refuses is dropped and the call made once more."""
+        request = self.builder.build(messages)
+        await self.agent.hooks.before_model_call(request)
+        try:
+            async for event in self._model(request):
+                yield event
+        except APIStatusError as exc:
+            refused = self.builder.refusals.learn(exc, request)
+            if refused is None:
+                raise
+            yield ev.Warning("refused_parameter",
+                             f"the API refused {refused} ({exc}); retrying without it for the rest of the run")
+            async for event in self._model(self.builder.build(messages)):
+                yield event
+
+    async def _model(self, request: MessagesRequest) -> AsyncIterator[ev.Event | Response]:
+        if self.builder.must_stream:
+            response = None
+            names: dict[int, str] = {}
+            async for event in self.agent.client.stream(request):
+                if isinstance(event, st.MessageComplete):
+                    response = event.response
+                elif (mapped := _map(event, names)) is not None:
+                    yield mapped
+            assert response is not None
+        else:
+            response = await self.agent.client.create(request)
+            for mapped in _replay(response.content):
+                yield mapped
+        await self.agent.hooks.after_model_call(response)
+        for event in self._account(request, response):
+            yield event
+        yield response
+
+    def _account(self, request: MessagesRequest, response: Response) -> list[ev.Event]:
+        self.spent.turns += 1
+        cost = cost_of(response.usage, self.agent.model_info).dollars
+        self.usage = self.usage + response.usage
+        self.spent.tokens = self.usage.prompt_tokens + self.usage.output_tokens
+        self.spent.dollars += cost
+        out: list[ev.Event] = [ev.UsageReport(self.spent.turns, response.usage, cost, self.usage, self.spent.dollars)]
+        if request.cache is not None:
+            reason = self.monitor.explain(request.cache, response.usage, time.monotonic())
+            if reason:
+                out.append(ev.Warning("cache_miss", reason))
+        return out
+
+    async def _run_tools(self, calls: list[ToolUseBlock]) -> AsyncIterator[ev.Event]:
+        results: dict[str, ToolResultBlock] = {}
+        try:
+            runnable: list[ToolUseBlock] = []
+            for call in calls:
+                verdict = await self.agent.hooks.before_tool(call)
+                if isinstance(verdict, Deny):
+                    results[call.id] = ToolResultBlock(call.id, f"Error: denied: {verdict.reason}", is_error=True)
+                else:
+                    runnable.append(ToolUseBlock(call.id, call.name, verdict.input, extra=call.extra)
+                                    if isinstance(verdict, Modify) else call)
+            started = time.monotonic()
+            ran = await self.agent.runner.run(runnable, self.id, workspace=self.agent.workspace)
+            seconds = time.monotonic() - started
+            for call, result in zip(runnable, ran, strict=True):
+                results[call.id] = await self.agent.hooks.after_tool(call, result) or result
+        except asyncio.CancelledError:
+            self._close_calls(calls, results)
+            raise
+        self._close_calls(calls, results)
+        for call in calls:
+            result = results[call.id]
+            yield ev.ToolResult(call.id, call.name, result.content, bool(result.is_error),
+                                seconds if call in runnable else 0.0)
+
+    def _close_calls(self, calls: list[ToolUseBlock], results: dict[str, ToolResultBlock]) -> None:
+        """Answer every call, in order, in one user message (interrupted ones with an error)."""
+        blocks = [results.get(c.id) or ToolResultBlock(c.id, INTERRUPTED, is_error=True) for c in calls]
+        self.messages.append(Message("user", list(blocks)))
+
+
+def _map(event: st.StreamEvent, names: dict[int, str]) -> ev.Event | None:
+    match event:
+        case st.TextDelta(text=text):
+            return ev.TextDelta(text)
+        case st.ThinkingDelta(thinking=thinking):
+            return ev.ThinkingDelta(thinking)
+        case st.BlockStart(index=index, block=ToolUseBlock(id=id, name=name)):
+            names[index] = id
+            return ev.ToolCallStarted(id, name)
+        case st.InputJsonDelta(index=index, partial_json=piece):
+            return ev.ToolInputDelta(names.get(index, ""), piece)
+        case st.BlockStop(block=ToolUseBlock(id=id, name=name, input=input)):
+            return ev.ToolCallFinished(id, name, input)
+    return None
+
+
+def _replay(content: list[ContentBlock]) -> list[ev.Event]:
+    """The events a stream would have given, from a non-streamed response."""
+    out: list[ev.Event] = []
+    for block in content:
+        if isinstance(block, TextBlock):
+            out.append(ev.TextDelta(block.text))
+        elif isinstance(block, ThinkingBlock):
+            out.append(ev.ThinkingDelta(block.thinking))
+        elif isinstance(block, ToolUseBlock):
+            out += [ev.ToolCallStarted(block.id, block.name), ev.ToolInputDelta(block.id, dumps(block.input)),
+                    ev.ToolCallFinished(block.id, block.name, block.input)]
+    return out

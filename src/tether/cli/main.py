@@ -1,0 +1,134 @@
+"""The ``tether`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tether.agent.loop import Agent
+from tether.api.client import AnthropicClient
+from tether.cli.render import JsonRenderer, RichRenderer
+from tether.config import Settings
+from tether.errors import TetherError, UserError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tether", description="A production runtime for Claude agents.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one task to the end, rendering it live")
+    run.add_argument("task")
+    _agent_options(run)
+    run.add_argument("--json", action="store_true", help="print events as JSON lines")
+
+    chat = sub.add_parser("chat", help="a multi-turn conversation in the terminal")
+    _agent_options(chat)
+
+    fake = sub.add_parser("fake-api", help="serve tether's fake Messages API (for tests and demos)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8765)
+    fake.add_argument("--behaviour", default="coding-agent", help="echo or coding-agent")
+
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check an audit log's hash chain")
+    verify.add_argument("file", type=Path)
+    return p
+
+
+def _agent_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model id (default: settings.model, TETHER_MODEL)")
+    p.add_argument("--max-turns", type=int)
+    p.add_argument("--budget", type=float, help="stop after this many dollars")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--tools", default="", help="comma-separated tool set: bash,editor,python,computer,mcp:NAME")
+    p.add_argument("--workspace", type=Path, default=Path.cwd(), help="the tools' workspace root")
+    p.add_argument("--no-stream", action="store_true", help="call the API without streaming")
+    p.add_argument("--config", type=Path, help="a tether.toml to read")
+    p.add_argument("--demo", action="store_true",
+                   help="run against tether's built-in fake API with a simulated coding agent (no API key)")
+
+
+def settings_from(args: argparse.Namespace, **extra) -> Settings:
+    return Settings.load(
+        path=args.config,
+        **{
+            "model": args.model,
+            "limits.max_turns": args.max_turns,
+            "limits.max_dollars": args.budget,
+            "output.streaming": False if args.no_stream else None,
+            **extra,
+        },
+    )
+
+
+@contextlib.contextmanager
+def _endpoint(args: argparse.Namespace) -> Iterator[dict[str, str] | None]:
+    """With --demo, a fake API on loopback for the length of the command."""
+    if not args.demo:
+        yield None
+        return
+    from tether.testing import FakeAPI  # only the demo reaches into tether.testing
+
+    with FakeAPI(behaviour="coding-agent") as fake:
+        yield {"api.base_url": fake.base_url, "api.api_key": "demo-key"}
+
+
+def make_agent(args: argparse.Namespace, settings: Settings) -> Agent:
+    client = AnthropicClient(api_key=settings.api.api_key, base_url=settings.api.base_url,
+                             max_retries=settings.api.max_retries, timeout=settings.api.timeout)
+    tools = []
+    if args.tools:
+        from tether.tools.registry import build_tools
+
+        tools = build_tools([t.strip() for t in args.tools.split(",") if t.strip()], args.workspace)
+    return Agent(client, system=args.system, tools=tools, settings=settings, workspace=args.workspace)
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    render = JsonRenderer() if args.json else RichRenderer()
+    outcome = "completed"
+    async for event in make_agent(args, settings).stream(args.task):
+        render(event)
+        if event.type == "run_end":
+            outcome = event.outcome
+    return 0 if outcome == "completed" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "fake-api":
+            from tether.testing import serve
+
+            serve(host=args.host, port=args.port, behaviour=args.behaviour)
+            return 0
+        if args.command == "audit":
+            from tether.tools.audit import verify
+
+            ok, message = verify(args.file)
+            print(message)
+            return 0 if ok else 1
+        with _endpoint(args) as endpoint:
+            settings = settings_from(args, **(endpoint or {}))
+            if args.command == "run":
+                return asyncio.run(cmd_run(args, settings))
+            from tether.cli.chat import chat
+
+            return asyncio.run(chat(args, settings))
+    except UserError as exc:
+        print(f"tether: {exc}", file=sys.stderr)
+        return 2
+    except TetherError as exc:
+        print(f"tether: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

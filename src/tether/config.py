@@ -1,0 +1,208 @@
+"""Settings, grouped by concern, from defaults < ``tether.toml`` < environment < arguments.
+
+The environment is read here and only here (``Settings.load(environ=...)`` takes any mapping, so
+tests pass their own). Every value is validated when loaded, with an error that names the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tether.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    max_retries: int = 2
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    # None sizes max_tokens to the model: its whole max output with extended output on, else 8192.
+    max_tokens: int | None = None
+    extended: bool = True
+    streaming: bool = True
+    # "auto": adaptive where the model wants it, a manual budget where `thinking_budget` is set.
+    thinking: Literal["auto", "off"] = "auto"
+    thinking_budget: int | None = None
+    # A response cut by max_tokens is continued this many times before the run gives up on it.
+    max_continuations: int = 3
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    enabled: bool = True
+    ttl: Literal["5m", "1h"] = "5m"
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_turns: int | None = 100
+    max_tokens: int | None = None
+    max_dollars: float | None = None
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    concurrency: int = 8
+    timeout: float = 120.0
+    max_output_chars: int = 100_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "claude-opus-4-8"
+    api: ApiSettings = ApiSettings()
+    output: OutputSettings = OutputSettings()
+    cache: CacheSettings = CacheSettings()
+    limits: LimitSettings = LimitSettings()
+    tools: ToolSettings = ToolSettings()
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        path: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Defaults, then ``path`` (or ./tether.toml if it exists), then ``environ``, then ``overrides``.
+
+        ``overrides`` uses dotted names: ``Settings.load(**{"limits.max_turns": 5})``.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        toml_path = path or Path("tether.toml")
+        if path is not None or toml_path.exists():
+            values.update(_flatten(_read_toml(toml_path)))
+        values.update(_from_env(environ))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return _build(values)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict, secrets replaced, for showing and logging."""
+        data = dataclasses.asdict(self)
+        if data["api"]["api_key"]:
+            data["api"]["api_key"] = "***"
+        return data
+
+
+ENV = {
+    "ANTHROPIC_API_KEY": "api.api_key",
+    "ANTHROPIC_BASE_URL": "api.base_url",
+    "TETHER_MODEL": "model",
+    "ENABLE_STREAMING": "output.streaming",
+    "ENABLE_PROMPT_CACHE": "cache.enabled",
+    "ENABLE_EXTENDED_OUTPUT": "output.extended",
+    "MAX_TOKENS": "output.max_tokens",
+    "THINKING_BUDGET": "output.thinking_budget",
+}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "models" and not prefix:
+            out["models"] = value
+        elif isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values = {dotted: environ[name] for name, dotted in ENV.items() if environ.get(name)}
+    if "api.api_key" not in values and environ.get("ANTHROPIC_AUTH_TOKEN"):
+        values["api.api_key"] = environ["ANTHROPIC_AUTH_TOKEN"]
+    return values
+
+
+def _build(values: Mapping[str, Any]) -> Settings:
+    groups: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    sections = {f.name: f.type for f in dataclasses.fields(Settings)}
+    for dotted, value in values.items():
+        group, _, name = dotted.rpartition(".")
+        if not group:
+            if dotted not in sections or dotted in _GROUPS:
+                raise ConfigError(f"unknown setting {dotted!r}; known: {sorted(_known())}")
+            top[dotted] = value
+        elif group in _GROUPS:
+            groups.setdefault(group, {})[name] = value
+        else:
+            raise ConfigError(f"unknown setting {dotted!r}; known: {sorted(_known())}")
+    for group, changes in groups.items():
+        top[group] = _section(_GROUPS[group], group, changes)
+    return Settings(**top)
+
+
+_GROUPS = {
+    "api": ApiSettings,
+    "output": OutputSettings,
+    "cache": CacheSettings,
+    "limits": LimitSettings,
+    "tools": ToolSettings,
+}
+
+
+def _known() -> list[str]:
+    names = ["model", "models"]
+    for group, cls in _GROUPS.items():
+        names += [f"{group}.{f.name}" for f in dataclasses.fields(cls)]
+    return names
+
+
+def _section(cls: type, group: str, changes: Mapping[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    converted = {}
+    for name, value in changes.items():
+        if name not in fields:
+            raise ConfigError(f"unknown setting '{group}.{name}'; known: {sorted(_known())}")
+        converted[name] = _convert(f"{group}.{name}", fields[name].default, value)
+    return cls(**converted)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert(name: str, default: Any, value: Any) -> Any:
+    """Coerce strings from the environment to the type of the default, with a clear error."""
+    if not isinstance(value, str):
+        return value
+    if isinstance(default, bool):
+        if value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    if isinstance(default, int) or (default is None and name.endswith(("max_tokens", "budget", "turns"))):
+        try:
+            return int(value.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if isinstance(default, float) or (default is None and name.endswith(("dollars", "seconds"))):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+    return value

@@ -1,0 +1,127 @@
+"""An ``Output`` as the API sends it: one Message JSON, or the SSE event sequence (reference §3).
+
+The stream is ``message_start`` (usage in full, ``output_tokens: 1``), one ``ping``, then per block
+``content_block_start`` / deltas / ``content_block_stop``, then ``message_delta`` with the cumulative
+usage and ``message_stop``. Text and thinking arrive in pieces of random length; a tool's input
+arrives as ``input_json_delta`` fragments cut at random places, the first sometimes empty; a
+thinking block ends with its ``signature_delta``; any other block arrives whole in its start event.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tether.api.tokens import text_tokens
+from tether.testing.fake.output import Output
+from tether.testing.fake.turns import Block
+from tether.testing.fake.wire import dumps
+
+TOOL_BLOCKS = {"tool_use", "server_tool_use"}
+Event = tuple[dict[str, Any], int]  # the event's data, and the output tokens it carries
+
+
+@dataclass(frozen=True, slots=True)
+class Pieces:
+    """Sizes, in characters, of the text and JSON pieces a stream is cut into."""
+
+    text_min: int = 8
+    text_max: int = 64
+    json_mean: int = 24
+    empty_first_json: float = 0.3  # how often a tool's first input_json_delta is ""
+
+
+def usage(cache: Mapping[str, Any], output: Output) -> dict[str, Any]:
+    result = {**cache, "output_tokens": output.output_tokens}
+    if output.thinking_tokens:
+        result["output_tokens_details"] = {"thinking_tokens": output.thinking_tokens}
+    if output.server_tool_use:
+        result["server_tool_use"] = output.server_tool_use
+    return result
+
+
+def message(shell: Mapping[str, Any], output: Output, cache: Mapping[str, Any]) -> dict[str, Any]:
+    """The complete (non-streaming) Message."""
+    return {
+        **shell,
+        "content": output.content,
+        "stop_reason": output.stop_reason,
+        "stop_sequence": output.stop_sequence,
+        "stop_details": output.stop_details,
+        "usage": {**usage(cache, output), "service_tier": "standard"},
+    }
+
+
+def events(
+    shell: Mapping[str, Any], output: Output, cache: Mapping[str, Any], rng: random.Random, pieces: Pieces
+) -> Iterator[Event]:
+    start_usage = {**cache, "output_tokens": 1, "service_tier": "standard"}
+    start = {**shell, "content": [], "stop_reason": None, "stop_sequence": None, "stop_details": None}
+    yield {"type": "message_start", "message": {**start, "usage": start_usage}}, 0
+    yield {"type": "ping"}, 0
+    for index, block in enumerate(output.content):
+        yield from _block_events(index, block, rng, pieces)
+    delta = {"stop_reason": output.stop_reason, "stop_sequence": output.stop_sequence, "stop_details": output.stop_details}
+    yield {"type": "message_delta", "delta": delta, "usage": usage(cache, output)}, 0
+    yield {"type": "message_stop"}, 0
+
+
+def _block_events(index: int, block: Block, rng: random.Random, pieces: Pieces) -> Iterator[Event]:
+    kind = block["type"]
+    if kind == "text":
+        yield from _text_events(index, block, rng, pieces)
+    elif kind == "thinking":
+        yield _start(index, {"type": "thinking", "thinking": "", "signature": ""})
+        for piece in _pieces(block["thinking"], rng, pieces):
+            yield _delta(index, {"type": "thinking_delta", "thinking": piece}), text_tokens(piece)
+        yield _delta(index, {"type": "signature_delta", "signature": block["signature"]}), 0
+    elif kind in TOOL_BLOCKS:
+        yield _start(index, {**block, "input": {}})
+        for fragment in _json_fragments(dumps(block["input"]), rng, pieces):
+            yield _delta(index, {"type": "input_json_delta", "partial_json": fragment}), _tokens(fragment)
+    else:  # redacted_thinking, server tool results, ...: whole in the start event
+        yield _start(index, block)
+    yield {"type": "content_block_stop", "index": index}, 0
+
+
+def _text_events(index: int, block: Block, rng: random.Random, pieces: Pieces) -> Iterator[Event]:
+    citations = block.get("citations")
+    head = {k: v for k, v in block.items() if k not in ("text", "citations")}
+    yield _start(index, {**head, "text": "", **({"citations": []} if citations else {})})
+    for citation in citations or ():
+        yield _delta(index, {"type": "citations_delta", "citation": citation}), 0
+    for piece in _pieces(block["text"], rng, pieces):
+        yield _delta(index, {"type": "text_delta", "text": piece}), text_tokens(piece)
+
+
+def _start(index: int, content_block: Mapping[str, Any]) -> Event:
+    return {"type": "content_block_start", "index": index, "content_block": content_block}, 0
+
+
+def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+def _tokens(fragment: str) -> int:
+    return text_tokens(fragment) if fragment else 0
+
+
+def _pieces(value: str, rng: random.Random, pieces: Pieces) -> Iterator[str]:
+    position = 0
+    while position < len(value):
+        size = rng.randint(pieces.text_min, pieces.text_max)
+        yield value[position : position + size]
+        position += size
+
+
+def _json_fragments(value: str, rng: random.Random, pieces: Pieces) -> list[str]:
+    """``value`` cut at random character positions; the first fragment is sometimes empty."""
+    count = len(value) // max(1, pieces.json_mean)
+    cuts = sorted(set(rng.sample(range(1, len(value)), min(count, len(value) - 1)))) if len(value) > 1 else []
+    bounds = [0, *cuts, len(value)]
+    fragments = [value[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    if rng.random() < pieces.empty_first_json:
+        fragments.insert(0, "")
+    return fragments

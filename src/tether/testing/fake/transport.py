@@ -1,0 +1,41 @@
+"""Real broken connections: the one thing an ASGI app cannot ask its server for.
+
+``FakeProtocol`` is uvicorn's h11 protocol with one addition: each request's ``scope["state"]``
+carries the connection's asyncio transport. ``reset`` then sets ``SO_LINGER`` to zero and aborts
+it, so the kernel sends a TCP RST and the client sees a connection reset, as when a load balancer
+drops a connection. Without the transport (another server), ``reset`` raises instead, which uvicorn
+turns into a 500 before the response starts or a closed connection after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+TRANSPORT = "tether.fake.transport"
+
+
+class FakeProtocol(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.app_state = {**self.app_state, TRANSPORT: transport}
+
+
+class ConnectionDropped(Exception):
+    """Raised when the server cannot drop the connection itself."""
+
+
+async def reset(scope: dict[str, Any], receive: Any) -> None:
+    transport: asyncio.Transport | None = scope.get("state", {}).get(TRANSPORT)
+    if transport is None:
+        raise ConnectionDropped("no transport in scope: cannot reset the connection")
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    while (await receive())["type"] != "http.disconnect":  # let uvicorn see the connection go
+        pass
