@@ -28,8 +28,10 @@ from tether.api.types import ImageBlock, TextBlock
 GENESIS = "0" * 64
 REDACTED = "[REDACTED]"
 
-_SECRET_KEY = re.compile(r"token|secret|passw|api_?key|access_?key|private_?key|^key$|_key$|credential|auth|cookie",
-                         re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"token|secret|passw|api_?key|access_?key|private_?key|^key$|_key$|credential|authoriz|^auth$|_auth$|cookie",
+    re.IGNORECASE,
+)
 _SECRET_VALUE = re.compile(
     r"sk-ant-[A-Za-z0-9_\-]{8,}"                # Anthropic keys
     r"|sk-[A-Za-z0-9_\-]{20,}"                  # other sk- keys

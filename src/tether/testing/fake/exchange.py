@@ -1,0 +1,89 @@
+"""One HTTP request and its response, in raw ASGI (the hot path avoids any framework).
+
+Every response carries ``request-id`` and ``anthropic-organization-id``; the handler adds the
+rate-limit headers to ``extra_headers`` before it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from tether.testing.fake import transport
+from tether.testing.fake.errors import APIFailure
+from tether.testing.fake.wire import json_bytes
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+SSE_TYPE = "text/event-stream; charset=utf-8"
+JSON_TYPE = "application/json"
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+class Exchange:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, request_id: str, organization: str) -> None:
+        self.scope, self._receive, self._send = scope, receive, send
+        self.request_id = request_id
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.headers = _headers(scope)
+        self.extra_headers: dict[str, str] = {}
+        self.status: int | None = None
+        self._base = [(b"request-id", request_id.encode()), (b"anthropic-organization-id", organization.encode())]
+
+    @property
+    def started(self) -> bool:
+        return self.status is not None
+
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+
+    async def read_body(self, limit: int) -> bytes:
+        """The whole body; past ``limit`` bytes it is drained (so the client reads our answer) and
+        refused with a 413."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        if size > limit:
+            raise APIFailure(413, "Request exceeds the maximum allowed number of bytes.")
+        return b"".join(chunks)
+
+    async def start(self, status: int, content_type: str, length: int | None = None) -> None:
+        self.status = status
+        headers = [*self._base, (b"content-type", content_type.encode())]
+        headers += [(k.encode(), v.encode()) for k, v in self.extra_headers.items()]
+        if content_type == SSE_TYPE:
+            headers.append((b"cache-control", b"no-cache"))
+        if length is not None:
+            headers.append((b"content-length", str(length).encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def write(self, data: bytes, more: bool = True) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def json(self, status: int, value: Any) -> None:
+        payload = json_bytes(value)
+        await self.start(status, JSON_TYPE, len(payload))
+        await self.write(payload, more=False)
+
+    async def reset(self) -> None:
+        """Drop the connection with a TCP reset (see ``transport``)."""
+        await transport.reset(dict(self.scope), self._receive)
