@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,12 +88,15 @@ class Agent:
     hooks: Hooks = field(default_factory=Hooks)
     catalog: Catalog | None = None
     workspace: Path | None = None
+    # Seconds, for wall-time limits and cache TTLs; tests pass the fake API's clock.
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self.model_info: ModelInfo = (self.catalog or default_catalog()).get(self.model or self.settings.model)
         s = self.settings.tools
         self.runner = ToolRunner.of(self.tools, concurrency=s.concurrency, default_timeout=s.timeout,
                                     max_output_chars=s.max_output_chars)
+        self.builder()  # settings the model cannot take are an error now, before any call
 
     def builder(self) -> RequestBuilder:
         betas = sorted({b for t in self.tools if (b := getattr(t, "beta", None))})
@@ -136,7 +139,7 @@ class Run:
         self.outcome = "completed"
         self.refusal_category: str | None = None
         self.error: TetherError | None = None
-        self.started = time.monotonic()
+        self.started = agent.clock()
 
     def result(self) -> RunResult:
         return RunResult(self.id, self.outcome, self.messages, self.spent.turns, self.usage,
@@ -161,7 +164,7 @@ class Run:
 
     async def _turns(self) -> AsyncIterator[ev.Event]:
         while True:
-            self.spent.seconds = time.monotonic() - self.started
+            self.spent.seconds = self.agent.clock() - self.started
             check(self.agent.settings.limits, self.spent)
             response = None
             async for event in self._respond():
@@ -251,7 +254,7 @@ class Run:
         self.spent.dollars += cost
         out: list[ev.Event] = [ev.UsageReport(self.spent.turns, response.usage, cost, self.usage, self.spent.dollars)]
         if request.cache is not None:
-            reason = self.monitor.explain(request.cache, response.usage, time.monotonic())
+            reason = self.monitor.explain(request.cache, response.usage, self.agent.clock())
             if reason:
                 out.append(ev.Warning("cache_miss", reason))
         return out

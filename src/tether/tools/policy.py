@@ -28,7 +28,7 @@ Approver = Callable[[ToolUseBlock, ToolContext], Awaitable[Answer]]
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    # For the audit log: allowed, denied, asked-yes, asked-always, asked-no, asked-none.
+    # For the audit log: allowed, denied, asked-yes, asked-always, asked-no, asked-none, asked-error.
     label: str
     # What the model is told when the call is refused.
     message: str = ""
@@ -68,7 +68,11 @@ class PermissionPolicy:
         if self.approve is None:
             return Decision(False, "asked-none", f"Error: the tool {call.name} needs the user's approval and no "
                                                  "one is available to give it; the call was not run.")
-        answer = await self.approve(call, context)
+        try:
+            answer = await self.approve(call, context)
+        except Exception as exc:  # a broken approver refuses; it must not end the run
+            return Decision(False, "asked-error", f"Error: asking the user to approve {call.name} failed "
+                                                  f"({type(exc).__name__}); the call was not run.")
         if answer == "always":
             self._always.add((context.run_id, call.name))
             return Decision(True, "asked-always")
@@ -93,9 +97,9 @@ class CommandPolicy:
         """Why ``command`` is refused, or None when it may run."""
         for pattern in self._deny:  # type: ignore[attr-defined]
             if pattern.search(command):
-                return f"the command matches the deny pattern {pattern.pattern!r}"
+                return f"the command matches the deny pattern `{pattern.pattern}`"
         if self._allow and not any(p.search(command) for p in self._allow):  # type: ignore[attr-defined]
-            shown = ", ".join(repr(p.pattern) for p in self._allow)  # type: ignore[attr-defined]
+            shown = ", ".join(f"`{p.pattern}`" for p in self._allow)  # type: ignore[attr-defined]
             return f"the command matches none of the allowed patterns ({shown})"
         return None
 

@@ -2,20 +2,26 @@
 
 Calls run concurrently up to ``concurrency``; a tool marked ``exclusive`` runs with nothing beside it.
 Every failure (unknown tool, invalid input, timeout, exception) becomes an ``is_error`` result that
-tells the model what to fix. Cancelling ``run()`` cancels the running calls (their processes are the
-tools' to kill, in their own cancellation handlers).
+tells the model what to fix. An optional ``PermissionPolicy`` is asked after validation and before
+the call runs (a refusal is an ``is_error`` result too); an optional ``AuditLog`` records every call.
+Cancelling ``run()`` cancels the running calls (their processes are the tools' to kill, in their own
+cancellation handlers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import jsonschema
 
 from tether.api.types import ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock
+from tether.tools.audit import AuditEntry, AuditLog, output_digest
 from tether.tools.base import Tool, ToolContext, ToolError, ToolOutput
+from tether.tools.policy import PermissionPolicy
 
 
 @dataclass
@@ -24,6 +30,8 @@ class ToolRunner:
     concurrency: int = 8
     default_timeout: float = 120.0
     max_output_chars: int = 100_000
+    policy: PermissionPolicy | None = None
+    audit: AuditLog | None = None
 
     @classmethod
     def of(cls, tools: Iterable[Tool], **options) -> ToolRunner:
@@ -70,22 +78,47 @@ class ToolRunner:
         return ToolResultBlock(call.id, self._truncate(output.content), is_error=True if output.is_error else None)
 
     async def execute(self, call: ToolUseBlock, context: ToolContext) -> ToolOutput:
+        """One call: validate, ask the policy, run with a timeout; recorded in the audit log if there is one."""
+        if self.audit is None:
+            return (await self._execute(call, context))[0]
+        started, clock = datetime.now(UTC), time.monotonic()
+        output, decision = None, "cancelled"
+        try:
+            output, decision = await self._execute(call, context)
+            return output
+        finally:
+            status = "cancelled" if output is None else "error" if output.is_error else "ok"
+            await self.audit.record(AuditEntry(
+                context.run_id, call.id, call.name, call.input, decision, started.isoformat(),
+                round((time.monotonic() - clock) * 1000, 3), status,
+                None if output is None else output_digest(output.content),
+            ))
+
+    async def _execute(self, call: ToolUseBlock, context: ToolContext) -> tuple[ToolOutput, str]:
         t = self.tools.get(call.name)
         if t is None:
             known = ", ".join(sorted(self.tools)) or "none"
-            return ToolOutput(f"Error: there is no tool named {call.name!r}. Available tools: {known}.", True)
+            return ToolOutput(f"Error: there is no tool named {call.name!r}. Available tools: {known}.", True), \
+                "unknown-tool"
         problem = self.validate(call)
         if problem:
-            return ToolOutput(problem, True)
+            return ToolOutput(problem, True), "invalid"
+        decision = "allowed"
+        if self.policy is not None:
+            verdict = await self.policy.decide(call, context)
+            if not verdict.allowed:
+                return ToolOutput(verdict.message, True), verdict.label
+            decision = verdict.label
         timeout = t.timeout or self.default_timeout
         try:
-            return await asyncio.wait_for(t.call(call.input, context), timeout)
+            return await asyncio.wait_for(t.call(call.input, context), timeout), decision
         except TimeoutError:
-            return ToolOutput(f"Error: {call.name} did not finish within {timeout:g} seconds and was stopped.", True)
+            return ToolOutput(f"Error: {call.name} did not finish within {timeout:g} seconds and was stopped.",
+                              True), decision
         except ToolError as exc:
-            return ToolOutput(f"Error: {exc}", True)
+            return ToolOutput(f"Error: {exc}", True), decision
         except Exception as exc:  # a broken tool must not end the run
-            return ToolOutput(f"Error: {call.name} failed: {type(exc).__name__}: {exc}", True)
+            return ToolOutput(f"Error: {call.name} failed: {type(exc).__name__}: {exc}", True), decision
 
     def validate(self, call: ToolUseBlock) -> str | None:
         validator = self._validators.get(call.name)

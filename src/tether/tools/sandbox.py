@@ -23,7 +23,9 @@ from pathlib import Path
 from tether.tools.base import ToolError
 
 # What a subprocess may inherit from tether's own environment; everything else is dropped.
-ALLOWED_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
+ALLOWED_ENV = (
+    "PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL",
+)
 
 _SECRET = re.compile(
     r"^(ANTHROPIC_|AWS_|AZURE_|GOOGLE_|GCP_|GH_|GITHUB_|OPENAI_|HF_|NPM_|PYPI_|DOCKER_)"
@@ -172,6 +174,6 @@ def session_size(sid: int) -> int:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if len(fields) > 4 and int(fields[4]) == sid and fields[0] != b"Z":
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
             count += 1
     return count

@@ -15,16 +15,18 @@ import sys
 try:
     from mcp.server.mcpserver import Image
     from mcp.server.mcpserver import MCPServer as Server
+    from mcp.server.mcpserver.exceptions import ToolError
 except ImportError:  # mcp 1.x
     from mcp.server.fastmcp import FastMCP as Server
     from mcp.server.fastmcp import Image
+    from mcp.server.fastmcp.exceptions import ToolError
 
 # A 1x1 red PNG.
 PIXEL = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 )
 
-server = Server("echo")
+server = Server("echo", log_level="CRITICAL")
 
 
 @server.tool(description="Echo the text back, repeated `times` times.")
@@ -39,7 +41,7 @@ def add(a: int, b: int) -> str:
 
 @server.tool(description="Always fails.")
 def fail(reason: str) -> str:
-    raise ValueError(f"failed on purpose: {reason}")
+    raise ToolError(f"failed on purpose: {reason}")
 
 
 @server.tool(description="Return a one-pixel PNG.")
@@ -51,6 +53,11 @@ def pixel() -> Image:
 async def sleep(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "slept"
+
+
+@server.tool(description="The server's process id.")
+def pid() -> str:
+    return str(os.getpid())
 
 
 @server.tool(description="Kill the server process in the middle of the call.")

@@ -19,7 +19,9 @@ from tether.testing.fake.wire import Signer
 
 ROLES = ("user", "assistant", "system")
 ALTERNATE = 'messages: roles must alternate between "user" and "assistant"'
-NON_EMPTY = "messages.{i}: all messages must have non-empty content except for the optional final assistant message"
+NON_EMPTY = (
+    "messages.{i}: all messages must have non-empty content except for the optional final assistant message"
+)
 
 
 def check_conversation(messages: Any, version: str, signer: Signer | None) -> None:
@@ -40,7 +42,9 @@ def check_conversation(messages: Any, version: str, signer: Signer | None) -> No
             _check_results(i, blocks, pending, pending_at)
         for j, block in enumerate(blocks):
             _check_block(f"messages.{i}.content.{j}", role, block, version, signer)
-        pending = [b.get("id", "") for b in blocks if b.get("type") == "tool_use"] if role == "assistant" else []
+        pending = (
+            [b.get("id", "") for b in blocks if b.get("type") == "tool_use"] if role == "assistant" else []
+        )
         pending_at, previous = i, role
     if pending:
         raise invalid(_unanswered(pending_at, pending))
@@ -114,7 +118,9 @@ def _check_block(path: str, role: str, block: Mapping[str, Any], version: str, s
     elif version == NEW_VERSION:
         for where, text in _user_texts(path, block):
             if text.get("citations"):
-                raise invalid(f"{where}.citations: `citations` are not permitted on `text` blocks in `user` messages")
+                raise invalid(
+                    f"{where}.citations: `citations` are not permitted on `text` blocks in `user` messages"
+                )
 
 
 def _check_signature(path: str, block: Mapping[str, Any], signer: Signer | None) -> None:

@@ -6,6 +6,8 @@ rate-limit headers to ``extra_headers`` before it answers.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,6 +21,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 SSE_TYPE = "text/event-stream; charset=utf-8"
 JSON_TYPE = "application/json"
+SHORT_PAUSE = 0.05  # below this a pause is a plain sleep
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -30,15 +33,29 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 class Exchange:
-    def __init__(self, scope: Scope, receive: Receive, send: Send, request_id: str, organization: str) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        organization: str,
+        closing: threading.Event | None = None,
+    ) -> None:
         self.scope, self._receive, self._send = scope, receive, send
+        self.closing = closing or threading.Event()
         self.request_id = request_id
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.headers = _headers(scope)
         self.extra_headers: dict[str, str] = {}
+        self.model = ""  # the request's model, once known (rate-limit headers are per model)
         self.status: int | None = None
-        self._base = [(b"request-id", request_id.encode()), (b"anthropic-organization-id", organization.encode())]
+        self.record: Any = None  # the RecordedRequest, which learns the status as it is sent
+        self._base = [
+            (b"request-id", request_id.encode()),
+            (b"anthropic-organization-id", organization.encode()),
+        ]
 
     @property
     def started(self) -> bool:
@@ -66,8 +83,13 @@ class Exchange:
             raise APIFailure(413, "Request exceeds the maximum allowed number of bytes.")
         return b"".join(chunks)
 
-    async def start(self, status: int, content_type: str, length: int | None = None) -> None:
+    def mark(self, status: int) -> None:
         self.status = status
+        if self.record is not None:
+            self.record.status = status
+
+    async def start(self, status: int, content_type: str, length: int | None = None) -> None:
+        self.mark(status)
         headers = [*self._base, (b"content-type", content_type.encode())]
         headers += [(k.encode(), v.encode()) for k, v in self.extra_headers.items()]
         if content_type == SSE_TYPE:
@@ -83,6 +105,28 @@ class Exchange:
         payload = json_bytes(value)
         await self.start(status, JSON_TYPE, len(payload))
         await self.write(payload, more=False)
+
+    async def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` with the connection open; False if the client left (or the server is
+        closing, which ends the wait early but lets the answer finish)."""
+        if seconds < SHORT_PAUSE:
+            await asyncio.sleep(seconds)
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        gone = asyncio.ensure_future(self._disconnected())
+        try:
+            while (left := deadline - loop.time()) > 0 and not self.closing.is_set():
+                done, _ = await asyncio.wait({gone}, timeout=min(left, SHORT_PAUSE))
+                if done:
+                    return False
+            return True
+        finally:
+            gone.cancel()
+
+    async def _disconnected(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
     async def reset(self) -> None:
         """Drop the connection with a TCP reset (see ``transport``)."""

@@ -44,7 +44,9 @@ def api_key(headers: Mapping[str, str]) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def identify(headers: Mapping[str, str], accepted_keys: Iterable[str] | None, extra_betas: frozenset[str]) -> Caller:
+def identify(
+    headers: Mapping[str, str], accepted_keys: Iterable[str] | None, extra_betas: frozenset[str]
+) -> Caller:
     key = api_key(headers)
     if not key:
         raise APIFailure(401, "x-api-key header is required")

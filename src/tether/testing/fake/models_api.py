@@ -85,7 +85,9 @@ def retrieve(catalog: Catalog, model_id: str) -> dict[str, Any]:
 
 
 def list_page(catalog: Catalog, query: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    lifecycles = tuple(query.get("lifecycle[]", ())) or tuple(query.get("lifecycle", ())) or DEFAULT_LIFECYCLES
+    lifecycles = (
+        tuple(query.get("lifecycle[]", ())) or tuple(query.get("lifecycle", ())) or DEFAULT_LIFECYCLES
+    )
     models = [m for m in newest_first(catalog) if m.status in lifecycles]
     limit = _limit(query)
     ids = [m.id for m in models]

@@ -120,7 +120,9 @@ def cut_at_stop_sequence(blocks: list[Block], sequences: Sequence[str]) -> tuple
     return blocks, None
 
 
-def _stop_reason(turn: Turn, blocks: list[Block], sequence: str | None, truncated: bool, limit_reason: str) -> str:
+def _stop_reason(
+    turn: Turn, blocks: list[Block], sequence: str | None, truncated: bool, limit_reason: str
+) -> str:
     if truncated:
         return limit_reason
     if sequence is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from tether.api.tokens import text_tokens
@@ -63,7 +64,11 @@ def events(
     yield {"type": "ping"}, 0
     for index, block in enumerate(output.content):
         yield from _block_events(index, block, rng, pieces)
-    delta = {"stop_reason": output.stop_reason, "stop_sequence": output.stop_sequence, "stop_details": output.stop_details}
+    delta = {
+        "stop_reason": output.stop_reason,
+        "stop_sequence": output.stop_sequence,
+        "stop_details": output.stop_details,
+    }
     yield {"type": "message_delta", "delta": delta, "usage": usage(cache, output)}, 0
     yield {"type": "message_stop"}, 0
 
@@ -121,7 +126,7 @@ def _json_fragments(value: str, rng: random.Random, pieces: Pieces) -> list[str]
     count = len(value) // max(1, pieces.json_mean)
     cuts = sorted(set(rng.sample(range(1, len(value)), min(count, len(value) - 1)))) if len(value) > 1 else []
     bounds = [0, *cuts, len(value)]
-    fragments = [value[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    fragments = [value[a:b] for a, b in pairwise(bounds)]
     if rng.random() < pieces.empty_first_json:
         fragments.insert(0, "")
     return fragments

@@ -20,7 +20,9 @@ from tether.testing.fake.ratelimit import Limits, RateLimiter
 T = TypeVar("T")
 
 # Generous enough that nothing is throttled unless a test asks for it.
-DEFAULT_LIMITS = Limits(requests_per_minute=100_000, input_tokens_per_minute=100_000_000, output_tokens_per_minute=20_000_000)
+DEFAULT_LIMITS = Limits(
+    requests_per_minute=100_000, input_tokens_per_minute=100_000_000, output_tokens_per_minute=20_000_000
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class RecordedRequest:
     key: str
     request_id: str
     received_at: float  # the fake's clock
-    status: int | None = None
+    status: int | None = None  # as sent; 0: the connection was reset; None: nothing sent (yet)
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -65,7 +67,11 @@ class Registry:
 
     @classmethod
     def create(
-        cls, clock: Clock, behaviour: Behaviour | None = None, limits: Limits | None = None, record_limit: int | None = None
+        cls,
+        clock: Clock,
+        behaviour: Behaviour | None = None,
+        limits: Limits | None = None,
+        record_limit: int | None = None,
     ) -> Registry:
         return cls(
             clock,

@@ -14,7 +14,15 @@ from typing import Any
 Block = dict[str, Any]
 
 STOP_REASONS = frozenset(
-    {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal", "model_context_window_exceeded"}
+    {
+        "end_turn",
+        "max_tokens",
+        "stop_sequence",
+        "tool_use",
+        "pause_turn",
+        "refusal",
+        "model_context_window_exceeded",
+    }
 )
 
 
@@ -26,7 +34,9 @@ class Turn:
 
     def __post_init__(self) -> None:
         if self.stop_reason is not None and self.stop_reason not in STOP_REASONS:
-            raise ValueError(f"unknown stop_reason {self.stop_reason!r}; expected one of {sorted(STOP_REASONS)}")
+            raise ValueError(
+                f"unknown stop_reason {self.stop_reason!r}; expected one of {sorted(STOP_REASONS)}"
+            )
 
 
 def text(value: str, **extra: Any) -> Block:
@@ -40,7 +50,9 @@ def thinking(value: str, signature: str | None = None) -> Block:
     return block
 
 
-def redacted_thinking(data: str = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP") -> Block:
+def redacted_thinking(
+    data: str = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP",
+) -> Block:
     return {"type": "redacted_thinking", "data": data}
 
 

@@ -21,7 +21,9 @@ MIN_BUDGET = 1024
 INTERLEAVED = "interleaved-thinking-2025-05-14"
 CONTEXT_1M = "context-1m-2025-08-07"
 THINKING_TYPES = ("enabled", "disabled", "adaptive", "between_tools")
-BUDGET_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"
+BUDGET_DOCS = (
+    "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"
+)
 # Models that accept mid-conversation {"role": "system"} messages (reference §2).
 SYSTEM_MESSAGE_MODELS = frozenset({"claude-opus-4-8", "claude-opus-5", "claude-fable-5-1"})
 
@@ -143,7 +145,9 @@ def _check_thinking(request: Mapping[str, Any], info: ModelInfo, caller: Caller)
     _check_budget(request, thinking, info, caller)
 
 
-def _check_budget(request: Mapping[str, Any], thinking: Mapping[str, Any], info: ModelInfo, caller: Caller) -> None:
+def _check_budget(
+    request: Mapping[str, Any], thinking: Mapping[str, Any], info: ModelInfo, caller: Caller
+) -> None:
     if not info.budget_allowed:
         raise invalid(
             '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
@@ -153,7 +157,9 @@ def _check_budget(request: Mapping[str, Any], thinking: Mapping[str, Any], info:
     if not isinstance(budget, int) or isinstance(budget, bool):
         raise invalid("thinking.enabled.budget_tokens: Field required")
     if budget < MIN_BUDGET:
-        raise invalid(f"thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_BUDGET}")
+        raise invalid(
+            f"thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_BUDGET}"
+        )
     interleaved = INTERLEAVED in caller.betas and request.get("tools")
     if "max_tokens" in request and budget >= request["max_tokens"] and not interleaved:
         raise invalid(
