@@ -31,7 +31,9 @@ def parser() -> argparse.ArgumentParser:
     fake = sub.add_parser("fake-api", help="serve tether's fake Messages API (for tests and demos)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8765)
-    fake.add_argument("--behaviour", default="coding-agent", help="echo or coding-agent")
+    fake.add_argument("--behaviour", default="coding-agent", choices=["echo", "coding-agent"])
+    fake.add_argument("--turns", type=int, default=50, help="turns of the simulated coding agent")
+    fake.add_argument("--first-token-delay", type=float, default=0.0, help="seconds before each response")
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -51,6 +53,7 @@ def _agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="a tether.toml to read")
     p.add_argument("--demo", action="store_true",
                    help="run against tether's built-in fake API with a simulated coding agent (no API key)")
+    p.add_argument("--demo-turns", type=int, default=8, help="how many turns the simulated agent takes")
 
 
 def settings_from(args: argparse.Namespace, **extra) -> Settings:
@@ -72,9 +75,9 @@ def _endpoint(args: argparse.Namespace) -> Iterator[dict[str, str] | None]:
     if not args.demo:
         yield None
         return
-    from tether.testing import FakeAPI  # only the demo reaches into tether.testing
+    from tether.testing import CodingAgent, FakeAPI, SystemClock  # only the demo reaches into tether.testing
 
-    with FakeAPI(behaviour="coding-agent") as fake:
+    with FakeAPI(behaviour=CodingAgent(turns=args.demo_turns), clock=SystemClock()) as fake:
         yield {"api.base_url": fake.base_url, "api.api_key": "demo-key"}
 
 
@@ -105,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fake-api":
             from tether.testing import serve
 
-            serve(host=args.host, port=args.port, behaviour=args.behaviour)
+            from tether.testing import Latency
+
+            serve(host=args.host, port=args.port, behaviour=args.behaviour, agent_turns=args.turns,
+                  latency=Latency(args.first_token_delay) if args.first_token_delay else None)
             return 0
         if args.command == "audit":
             from tether.tools.audit import verify

@@ -33,7 +33,7 @@ BOOT = (
     "import sys, linecache, traceback\n"
     "linecache.cache['<code>'] = (0, None, sys.stdin.read().splitlines(True), '<code>')\n"
     "sys.path.insert(0, '')\n"
-    "sys.excepthook = lambda t, v, tb: traceback.print_exception(t, v, (tb.tb_next or tb) if tb else tb)\n"
+    "sys.excepthook = lambda t, v, tb: traceback.print_exception(t, v, tb and tb.tb_next)\n"
     "exec(compile(''.join(linecache.cache['<code>'][2]), '<code>', 'exec'))\n"
 )
 
