@@ -18,10 +18,10 @@ from pathlib import Path
 import anthropic
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fake import fake_api  # noqa: E402
+from _fake import fake_api
 
-from tether import Agent, AnthropicClient, Settings, tool  # noqa: E402
-from tether.config import OutputSettings  # noqa: E402
+from tether import Agent, AnthropicClient, Settings, tool
+from tether.config import OutputSettings
 
 MODEL = "claude-opus-4-8"
 MAX_TOKENS = 8192

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from tether import Settings, tool
@@ -41,7 +42,7 @@ async def test_over_a_50_turn_run_each_request_prefix_is_byte_identical_and_read
     assert events[-1].outcome == "completed" and events[-1].turns == 50
     bodies = [strip_cache_control(r.json()) for r in fake.requests_for(key)]
     assert len(bodies) == 50
-    for before, after in zip(bodies, bodies[1:], strict=False):
+    for before, after in itertools.pairwise(bodies):
         assert dumps(before["tools"]) == dumps(after["tools"])
         assert dumps(before["system"]) == dumps(after["system"])
         n = len(before["messages"])

@@ -13,7 +13,6 @@ from tether import (
     Deny,
     Hooks,
     LimitExceeded,
-    Message,
     Modify,
     RequestError,
     Settings,
@@ -23,7 +22,6 @@ from tether import (
 from tether.api.types import messages_from_json
 from tether.config import LimitSettings, OutputSettings
 from tether.testing import Turn, refusal, text, thinking, tool_use
-
 
 
 def events_of(kind, events):

@@ -56,7 +56,6 @@ def test_blocks_accumulate_from_their_deltas():
 
 
 def test_an_error_event_raises_with_status_200():
-    _, _ = feed(sse(START))
     reader = st.StreamReader(request_id="req_1")
     for line in sse(START):
         reader.feed_line(line)
@@ -74,7 +73,7 @@ def test_a_stream_cut_before_message_stop_is_a_connection_error():
 
 
 def test_a_tool_call_cut_by_max_tokens_is_dropped():
-    reader, events = feed(sse(
+    _, events = feed(sse(
         START,
         {"type": "content_block_start", "index": 0,
          "content_block": {"type": "tool_use", "id": "toolu_1", "name": "bash", "input": {}}},

@@ -64,7 +64,7 @@ async def test_open_tools_closes_the_shells(ws):
         pid = int((await tools[0].call({"command": "echo $$"}, ToolContext("run", "t"))).content)
         assert os.path.exists(f"/proc/{pid}")
     await asyncio.sleep(0.1)
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(f"/proc/{pid}")
 
 
 async def test_open_tools_connects_mcp_servers(ws):

@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "fake-api":
-            from tether.testing import serve
-
-            from tether.testing import Latency
+            from tether.testing import Latency, serve
 
             serve(host=args.host, port=args.port, behaviour=args.behaviour, agent_turns=args.turns,
                   latency=Latency(args.first_token_delay) if args.first_token_delay else None)

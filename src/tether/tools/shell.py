@@ -15,6 +15,7 @@ handler. After a kill, a timeout, or the shell exiting by itself, ``alive`` is F
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ class Shell:
             try:
                 await asyncio.wait_for(asyncio.shield(capture.done), timeout)
             except TimeoutError:
-                self.kill()
+                await self.aclose()
                 capture.flush()
                 return CommandResult(capture.streams[1].buffer, capture.streams[2].buffer, None, timed_out=True)
             except BaseException:
@@ -103,7 +104,12 @@ class Shell:
         self._transport = None
 
     async def aclose(self) -> None:
+        """Kill the process group, then wait (briefly) until the shell is reaped."""
+        protocol = self._protocol
         self.kill()
+        if protocol is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(protocol.exited), 2)
 
 
 def _script(command: str, token: str) -> bytes:

@@ -123,6 +123,7 @@ class FakeApp:
         info = self.models.get(name)
         if info is None or info.status == "retired":
             raise not_found(f"model: {name}")
+        ex.model = info.id
         return info
 
     def _parse(self, body: bytes) -> Any:
