@@ -232,8 +232,11 @@ async def test_interrupting_a_run_kills_its_tools_and_leaves_a_valid_conversatio
         await task
     assert cancelled.is_set()
     last = run.messages[-1]
-    assert last.role == "user" and all(isinstance(b, ToolResultBlock) and b.is_error for b in last.content)
-    assert len(last.content) == len(run.messages[-2].tool_uses) == 2
+    assert last.role == "user" and all(isinstance(b, ToolResultBlock) for b in last.content)
+    assert [b.tool_use_id for b in last.content] == [c.id for c in run.messages[-2].tool_uses]
+    interrupted, finished = last.content
+    assert interrupted.is_error and "interrupted" in interrupted.content
+    assert finished.content == "3" and not finished.is_error
 
 
 async def test_a_refused_parameter_is_dropped_with_a_warning_and_remembered(fake, key, make_agent):

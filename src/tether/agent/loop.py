@@ -29,6 +29,7 @@ from tether.agent.decide import (
     prefill,
 )
 from tether.agent.hooks import Deny, Hooks, Modify
+from tether.agent.journal import Journal, NullJournal
 from tether.agent.limits import Spent, check
 from tether.api import stream as st
 from tether.api.caching import CacheMonitor
@@ -50,7 +51,7 @@ from tether.api.types import (
 )
 from tether.config import Settings
 from tether.errors import APIError, APIStatusError, ContextWindowExceeded, RunError, TetherError
-from tether.tools.base import Tool
+from tether.tools.base import Tool, ToolContext
 from tether.tools.runner import ToolRunner
 
 INTERRUPTED = "Error: the run was interrupted before this tool call finished; it may or may not have had effects."
@@ -107,9 +108,10 @@ class Agent:
             betas=betas,
         )
 
-    def start(self, *, messages: Sequence[Message] = (), run_id: str | None = None) -> Run:
+    def start(self, *, messages: Sequence[Message] = (), run_id: str | None = None,
+              journal: Journal | None = None) -> Run:
         """A run that continues ``messages``; iterate ``run.events(task)`` to drive it."""
-        return Run(self, list(messages), run_id or f"run_{uuid.uuid4().hex[:16]}")
+        return Run(self, list(messages), run_id or f"run_{uuid.uuid4().hex[:16]}", journal)
 
     def stream(self, task: str | None = None, *, messages: Sequence[Message] = (),
                run_id: str | None = None) -> AsyncIterator[ev.Event]:
@@ -130,8 +132,9 @@ class Agent:
 class Run:
     """One run's state: the conversation, what it spent, and the request builder it learns with."""
 
-    def __init__(self, agent: Agent, messages: list[Message], run_id: str) -> None:
+    def __init__(self, agent: Agent, messages: list[Message], run_id: str, journal: Journal | None = None) -> None:
         self.agent, self.messages, self.id = agent, messages, run_id
+        self.journal: Journal = journal or NullJournal()
         self.builder = agent.builder()
         self.monitor = CacheMonitor(agent.settings.cache.ttl)
         self.spent = Spent()
@@ -145,22 +148,39 @@ class Run:
         return RunResult(self.id, self.outcome, self.messages, self.spent.turns, self.usage,
                          self.spent.dollars, self.refusal_category)
 
-    async def events(self, task: str | None) -> AsyncIterator[ev.Event]:
-        if task:
-            self.messages.append(Message.user(task))
+    async def events(self, task: str | None = None) -> AsyncIterator[ev.Event]:
+        """Drive the run. With no ``task``, it resumes the conversation where it stands."""
         yield ev.RunStarted(self.id, self.agent.model_info.id, task or "")
         for warning in self.builder.warnings:
             yield ev.Warning("settings", warning)
         try:
-            async for event in self._turns():
-                yield event
+            if task:
+                await self._append(Message.user(task))
+            pending = self.pending_calls()
+            if pending:
+                async for event in self._run_tools(pending):
+                    yield event
+            if self.messages and self.messages[-1].role == "user":
+                async for event in self._turns():
+                    yield event
         except (RunError, APIError) as exc:
             self.error = exc
             if isinstance(exc, RunError):
                 exc.result = self.result()
             self.outcome = exc.category
+        await self.journal.ended(self.outcome)
         yield ev.RunEnd(self.outcome, self.result().text, self.spent.turns, self.usage, self.spent.dollars,
                         error=str(self.error) if self.error else None)
+
+    def pending_calls(self) -> list[ToolUseBlock]:
+        """Tool calls of the last assistant message that have no results yet (a run cut short)."""
+        if self.messages and self.messages[-1].role == "assistant":
+            return self.messages[-1].tool_uses
+        return []
+
+    async def _append(self, message: Message, usage: Usage | None = None, dollars: float = 0.0) -> None:
+        self.messages.append(message)
+        await self.journal.appended(len(self.messages) - 1, message, usage, dollars)
 
     async def _turns(self) -> AsyncIterator[ev.Event]:
         while True:
@@ -190,6 +210,7 @@ class Run:
         head: list[ContentBlock] = []
         continuations = 0
         limit = self.agent.settings.output.max_continuations
+        usage, dollars = Usage(), 0.0
         while True:
             response = None
             async for event in self._call(continuation_messages(self.messages, head)):
@@ -198,15 +219,15 @@ class Run:
                 else:
                     yield event
             assert response is not None
+            usage, dollars = usage + response.usage, dollars + cost_of(response.usage, self.agent.model_info).dollars
             content = merge(head, response.content)
             decision = decide(response, continuations, limit)
             if isinstance(decision, Continue):
                 head, continuations = prefill(content), continuations + 1
                 continue
+            await self._append(Message("assistant", content), usage, dollars)
             if isinstance(decision, Fail) and decision.reason == "max_tokens":
-                self.messages.append(Message("assistant", content))
                 raise RunError(decision.message)
-            self.messages.append(Message("assistant", content))
             response.content = content
             yield response
             return
@@ -260,34 +281,50 @@ class Run:
         return out
 
     async def _run_tools(self, calls: list[ToolUseBlock]) -> AsyncIterator[ev.Event]:
-        results: dict[str, ToolResultBlock] = {}
-        try:
-            runnable: list[ToolUseBlock] = []
-            for call in calls:
-                verdict = await self.agent.hooks.before_tool(call)
-                if isinstance(verdict, Deny):
-                    results[call.id] = ToolResultBlock(call.id, f"Error: denied: {verdict.reason}", is_error=True)
-                else:
-                    runnable.append(ToolUseBlock(call.id, call.name, verdict.input, extra=call.extra)
-                                    if isinstance(verdict, Modify) else call)
-            started = time.monotonic()
-            ran = await self.agent.runner.run(runnable, self.id, workspace=self.agent.workspace)
-            seconds = time.monotonic() - started
-            for call, result in zip(runnable, ran, strict=True):
-                results[call.id] = await self.agent.hooks.after_tool(call, result) or result
-        except asyncio.CancelledError:
-            self._close_calls(calls, results)
-            raise
-        self._close_calls(calls, results)
-        for call in calls:
-            result = results[call.id]
-            yield ev.ToolResult(call.id, call.name, result.content, bool(result.is_error),
-                                seconds if call in runnable else 0.0)
+        """Run one turn's calls; every call is answered, in order, in one user message, even if cancelled."""
+        finished: dict[str, ev.ToolResult] = {}
 
-    def _close_calls(self, calls: list[ToolUseBlock], results: dict[str, ToolResultBlock]) -> None:
-        """Answer every call, in order, in one user message (interrupted ones with an error)."""
-        blocks = [results.get(c.id) or ToolResultBlock(c.id, INTERRUPTED, is_error=True) for c in calls]
-        self.messages.append(Message("user", list(blocks)))
+        async def around(call: ToolUseBlock, execute) -> ToolResultBlock:
+            started = time.monotonic()
+            result = await self._tool(call, execute)
+            finished[call.id] = ev.ToolResult(call.id, call.name, result.content, bool(result.is_error),
+                                              time.monotonic() - started)
+            return result
+
+        try:
+            results = await self.agent.runner.run(calls, self.id, around=around, workspace=self.agent.workspace)
+        except asyncio.CancelledError:
+            await self._append(Message("user", [_answer(c, finished) for c in calls]))
+            raise
+        await self._append(Message("user", list(results)))
+        for call in calls:
+            yield finished[call.id]
+
+    async def _tool(self, call: ToolUseBlock, execute) -> ToolResultBlock:
+        """One call: the journal's claim, the hooks, the call, the journal's record."""
+        claim = await self.journal.claim(call)
+        if isinstance(claim, ToolResultBlock):
+            return claim
+        if claim == "interrupted" and not self.agent.runner.idempotent(call):
+            return ToolResultBlock(call.id, INTERRUPTED, is_error=True)
+        verdict = await self.agent.hooks.before_tool(call)
+        if isinstance(verdict, Deny):
+            result = ToolResultBlock(call.id, f"Error: denied: {verdict.reason}", is_error=True)
+        else:
+            if isinstance(verdict, Modify):
+                call = ToolUseBlock(call.id, call.name, verdict.input, extra=call.extra)
+            result = await execute() if verdict is None else await self.agent.runner.run_one(
+                call, ToolContext(self.id, call.id, workspace=self.agent.workspace))
+            result = await self.agent.hooks.after_tool(call, result) or result
+        await self.journal.tool_finished(call, result)
+        return result
+
+
+def _answer(call: ToolUseBlock, finished: dict[str, ev.ToolResult]) -> ToolResultBlock:
+    done = finished.get(call.id)
+    if done is None:
+        return ToolResultBlock(call.id, INTERRUPTED, is_error=True)
+    return ToolResultBlock(call.id, done.content, is_error=True if done.is_error else None)  # type: ignore[arg-type]
 
 
 def _map(event: st.StreamEvent, names: dict[int, str]) -> ev.Event | None:

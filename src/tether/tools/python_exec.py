@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -83,8 +84,8 @@ class PythonTool:
         before = await asyncio.to_thread(_images, root)
         preexec = await asyncio.to_thread(self.limits.preexec)
         result = await run_limited(
-            [self.python, "-I", "-u", "-c", BOOT], stdin=code.encode("utf-8", "surrogateescape"), cwd=root, env=self.env,
-            preexec=preexec, timeout=wall, max_output_bytes=self.max_output_bytes,
+            [self.python, "-I", "-u", "-c", BOOT], stdin=code.encode("utf-8", "surrogateescape"),
+            cwd=root, env=self.env, preexec=preexec, timeout=wall, max_output_bytes=self.max_output_bytes,
             max_processes=self.limits.max_processes,
         )
         figures = await asyncio.to_thread(self._new_images, before)
@@ -108,7 +109,7 @@ class PythonTool:
         if result.returncode == 0:
             return False, None
         status = exit_status(result.returncode)
-        if result.returncode == -24:  # SIGXCPU
+        if result.returncode == -signal.SIGXCPU:
             status += f": it used up its {limits.cpu_seconds} seconds of CPU time"
         elif "MemoryError" in (stderr := result.stderr.text()[0]):
             status += f": it ran out of memory (the limit is {limits.memory_mb} MB)"

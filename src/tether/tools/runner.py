@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +22,8 @@ from tether.api.types import ImageBlock, TextBlock, ToolResultBlock, ToolUseBloc
 from tether.tools.audit import AuditEntry, AuditLog, output_digest
 from tether.tools.base import Tool, ToolContext, ToolError, ToolOutput
 from tether.tools.policy import PermissionPolicy
+
+Around = Callable[[ToolUseBlock, Callable[[], Awaitable[ToolResultBlock]]], Awaitable[ToolResultBlock]]
 
 
 @dataclass
@@ -53,14 +55,28 @@ class ToolRunner:
         t = self.tools.get(call.name)
         return bool(t and t.exclusive)
 
-    async def run(self, calls: Sequence[ToolUseBlock], run_id: str, **context) -> list[ToolResultBlock]:
-        """All calls of one turn; the results come back in the order of ``calls``."""
+    def idempotent(self, call: ToolUseBlock) -> bool:
+        t = self.tools.get(call.name)
+        return bool(t and t.idempotent)
+
+    async def run(self, calls: Sequence[ToolUseBlock], run_id: str, *, around: Around | None = None,
+                  **context) -> list[ToolResultBlock]:
+        """All calls of one turn; the results come back in the order of ``calls``.
+
+        ``around(call, execute)``, if given, wraps each call where it runs (inside the concurrency
+        limit): it may record the call, skip ``execute()`` and answer itself, or change the result.
+        """
         results: list[ToolResultBlock | None] = [None] * len(calls)
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(i: int) -> None:
+            call = calls[i]
+
+            def execute() -> Awaitable[ToolResultBlock]:
+                return self.run_one(call, ToolContext(run_id, call.id, **context))
+
             async with limit:
-                results[i] = await self.run_one(calls[i], ToolContext(run_id, calls[i].id, **context))
+                results[i] = await (around(call, execute) if around else execute())
 
         batch: list[int] = []
         for i, call in enumerate(calls):

@@ -22,6 +22,7 @@ STOP_REASONS = frozenset(
         "pause_turn",
         "refusal",
         "model_context_window_exceeded",
+        "compaction",  # beta
     }
 )
 
