@@ -68,6 +68,8 @@ class Settings:
     limits: LimitSettings = LimitSettings()
     tools: ToolSettings = ToolSettings()
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # MCP servers by name: {command, args, env, cwd} for stdio or {url, headers} for HTTP.
+    mcp: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -122,8 +124,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in table.items():
-        if key == "models" and not prefix:
-            out["models"] = value
+        if key in ("models", "mcp") and not prefix:
+            out[key] = value
         elif isinstance(value, Mapping):
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
@@ -167,7 +169,7 @@ _GROUPS = {
 
 
 def _known() -> list[str]:
-    names = ["model", "models"]
+    names = ["model", "models", "mcp"]
     for group, cls in _GROUPS.items():
         names += [f"{group}.{f.name}" for f in dataclasses.fields(cls)]
     return names

@@ -51,7 +51,9 @@ from tether.api.types import (
 )
 from tether.config import Settings
 from tether.errors import APIError, APIStatusError, ContextWindowExceeded, RunError, TetherError
+from tether.tools.audit import AuditLog
 from tether.tools.base import Tool, ToolContext
+from tether.tools.policy import PermissionPolicy
 from tether.tools.runner import ToolRunner
 
 INTERRUPTED = "Error: the run was interrupted before this tool call finished; it may or may not have had effects."
@@ -89,6 +91,8 @@ class Agent:
     hooks: Hooks = field(default_factory=Hooks)
     catalog: Catalog | None = None
     workspace: Path | None = None
+    policy: PermissionPolicy | None = None
+    audit: AuditLog | None = None
     # Seconds, for wall-time limits and cache TTLs; tests pass the fake API's clock.
     clock: Callable[[], float] = time.monotonic
 
@@ -96,7 +100,7 @@ class Agent:
         self.model_info: ModelInfo = (self.catalog or default_catalog()).get(self.model or self.settings.model)
         s = self.settings.tools
         self.runner = ToolRunner.of(self.tools, concurrency=s.concurrency, default_timeout=s.timeout,
-                                    max_output_chars=s.max_output_chars)
+                                    max_output_chars=s.max_output_chars, policy=self.policy, audit=self.audit)
         self.builder()  # settings the model cannot take are an error now, before any call
 
     def builder(self) -> RequestBuilder:

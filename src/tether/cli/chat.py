@@ -20,10 +20,15 @@ HELP = "/cost  /save FILE  /load FILE  /model NAME  /exit"
 
 
 async def chat(args: argparse.Namespace, settings: Settings) -> int:
-    from tether.cli.main import make_agent
+    from tether.cli.main import open_agent
 
+    async with contextlib.AsyncExitStack() as stack:
+        return await _chat(args, settings, stack, open_agent)
+
+
+async def _chat(args, settings: Settings, stack: contextlib.AsyncExitStack, open_agent) -> int:
     console = Console(highlight=False)
-    agent = make_agent(args, settings)
+    agent = await stack.enter_async_context(open_agent(args, settings))
     messages: list[Message] = []
     render = RichRenderer(console)
     last_end = None
@@ -49,7 +54,7 @@ async def chat(args: argparse.Namespace, settings: Settings) -> int:
                 console.print(f"loaded {len(messages)} messages from {arg}")
             elif command == "/model" and arg:
                 settings = dataclasses.replace(settings, model=arg)
-                agent = make_agent(args, settings)
+                agent = await stack.enter_async_context(open_agent(args, settings))
                 console.print(f"model is now {agent.model_info.id}")
             else:
                 console.print(HELP)

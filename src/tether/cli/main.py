@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from tether.agent.loop import Agent
@@ -14,6 +16,10 @@ from tether.api.client import AnthropicClient
 from tether.cli.render import JsonRenderer, RichRenderer
 from tether.config import Settings
 from tether.errors import TetherError, UserError
+from tether.tools.audit import AuditLog
+from tether.tools.policy import PermissionPolicy
+from tether.tools.registry import open_tools
+from tether.tools.sandbox import Workspace
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,7 +54,10 @@ def _agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, help="stop after this many dollars")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--tools", default="", help="comma-separated tool set: bash,editor,python,computer,mcp:NAME")
-    p.add_argument("--workspace", type=Path, default=Path.cwd(), help="the tools' workspace root")
+    p.add_argument("--workspace", type=Path, help="the tools' workspace root (default: the current directory)")
+    p.add_argument("--ask", default="", help="comma-separated tools that need your approval for each call")
+    p.add_argument("--deny", default="", help="comma-separated tools the agent may not call")
+    p.add_argument("--audit", type=Path, help="append an audit log of every tool call to this file")
     p.add_argument("--no-stream", action="store_true", help="call the API without streaming")
     p.add_argument("--config", type=Path, help="a tether.toml to read")
     p.add_argument("--demo", action="store_true",
@@ -77,28 +86,51 @@ def _endpoint(args: argparse.Namespace) -> Iterator[dict[str, str] | None]:
         return
     from tether.testing import CodingAgent, FakeAPI, SystemClock  # only the demo reaches into tether.testing
 
+    args.tools = args.tools or "bash,editor"
+    if args.workspace is None:
+        args.workspace = Path(tempfile.mkdtemp(prefix="tether-demo-"))
     with FakeAPI(behaviour=CodingAgent(turns=args.demo_turns), clock=SystemClock()) as fake:
         yield {"api.base_url": fake.base_url, "api.api_key": "demo-key"}
 
 
-def make_agent(args: argparse.Namespace, settings: Settings) -> Agent:
+@contextlib.asynccontextmanager
+async def open_agent(args: argparse.Namespace, settings: Settings) -> AsyncIterator[Agent]:
+    """The agent the command line describes, with its tools open for as long as it is used."""
     client = AnthropicClient(api_key=settings.api.api_key, base_url=settings.api.base_url,
                              max_retries=settings.api.max_retries, timeout=settings.api.timeout)
-    tools = []
-    if args.tools:
-        from tether.tools.registry import build_tools
+    workspace = Workspace(args.workspace or Path.cwd())
+    servers = {name: MCPServerConfig(name, spec) for name, spec in settings.mcp.items()}
+    policy = PermissionPolicy({**_modes(args.ask, "ask"), **_modes(args.deny, "deny")}, approve=_approve)
+    async with open_tools(args.tools or [], workspace, mcp=servers) as tools:
+        yield Agent(client, system=args.system, tools=tools, settings=settings, workspace=workspace.root,
+                    policy=policy, audit=AuditLog(args.audit) if args.audit else None)
+    await client.aclose()
 
-        tools = build_tools([t.strip() for t in args.tools.split(",") if t.strip()], args.workspace)
-    return Agent(client, system=args.system, tools=tools, settings=settings, workspace=args.workspace)
+
+def MCPServerConfig(name: str, spec: dict):
+    from tether.tools.mcp import MCPServer
+
+    return MCPServer(name, **spec)
+
+
+def _modes(names: str, mode: str) -> dict[str, str]:
+    return {name.strip(): mode for name in names.split(",") if name.strip()}
+
+
+async def _approve(call, context) -> str:
+    question = f"Allow {call.name} {json.dumps(call.input, ensure_ascii=False)[:300]}? [y]es / [n]o / [a]lways: "
+    answer = (await asyncio.to_thread(input, question)).strip().lower()
+    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     render = JsonRenderer() if args.json else RichRenderer()
     outcome = "completed"
-    async for event in make_agent(args, settings).stream(args.task):
-        render(event)
-        if event.type == "run_end":
-            outcome = event.outcome
+    async with open_agent(args, settings) as agent:
+        async for event in agent.stream(args.task):
+            render(event)
+            if event.type == "run_end":
+                outcome = event.outcome
     return 0 if outcome == "completed" else 1
 
 

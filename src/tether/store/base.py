@@ -14,8 +14,28 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from tether.api.types import Json
+from tether.errors import TetherError
 
 SessionStatus = Literal["running", "completed", "failed", "interrupted"]
+
+
+class StoreError(TetherError):
+    """The session store refused an operation."""
+
+
+class StoreConflict(StoreError):
+    """Another writer got there first: a ``seq``, a turn number or a session id is already taken.
+
+    Re-read the session and decide again; retrying the same write fails the same way.
+    """
+
+    category = "conflict"
+
+
+class NotFound(StoreError, LookupError):
+    """No session with that id (or, for ``tool_finished``, no ledger entry with that tool_use id)."""
+
+    category = "not_found"
 
 
 @dataclass
