@@ -1,0 +1,125 @@
+"""The ``tether`` command, run as a user would: real processes, a real fake API on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TETHER = [sys.executable, "-m", "tether.cli.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def fake_api():
+    """``tether fake-api`` in its own process, answering after a 3-second first-token delay."""
+    port = free_port()
+    process = subprocess.Popen([*TETHER, "fake-api", "--port", str(port), "--behaviour", "echo",
+                                "--first-token-delay", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "tether fake-api did not start"
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    return {**base, **extra}
+
+
+def test_curl_against_tether_fake_api_shows_a_well_formed_stream(fake_api):
+    body = json.dumps({"model": "claude-opus-4-8", "max_tokens": 100, "stream": True,
+                       "messages": [{"role": "user", "content": "hello"}]})
+    out = subprocess.run(["curl", "-sN", f"{fake_api}/v1/messages", "-H", "x-api-key: k",
+                          "-H", "anthropic-version: 2023-06-01", "-H", "content-type: application/json",
+                          "-d", body], capture_output=True, text=True, timeout=30, check=True).stdout
+    events = [chunk.split("\n") for chunk in out.strip().split("\n\n")]
+    names = [lines[0].removeprefix("event: ") for lines in events]
+    assert names[0] == "message_start" and names[-1] == "message_stop" and "ping" in names
+    for lines in events:
+        assert json.loads(lines[1].removeprefix("data: "))["type"] == lines[0].removeprefix("event: ")
+
+
+def test_run_demo_prints_events_as_json_lines(tmp_path):
+    out = subprocess.run([*TETHER, "run", "--demo", "--demo-turns", "4", "--json", "--workspace", str(tmp_path),
+                          "build it"], capture_output=True, text=True, timeout=120, env=env())
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_end"
+    assert events[-1]["outcome"] == "completed" and events[-1]["turns"] == 4
+    results = [e for e in events if e["type"] == "tool_result"]
+    assert results and not any(r["is_error"] for r in results)
+    assert any(tmp_path.rglob("*.py")), "the simulated agent's edits reached the workspace"
+
+
+def test_run_renders_a_summary_line(tmp_path):
+    out = subprocess.run([*TETHER, "run", "--demo", "--demo-turns", "3", "--workspace", str(tmp_path), "go"],
+                         capture_output=True, text=True, timeout=120, env=env(COLUMNS="100"))
+    assert out.returncode == 0, out.stderr
+    assert "completed · 3 turns" in out.stdout and "cache hit" in out.stdout and "$" in out.stdout
+
+
+def test_without_a_key_the_error_says_how_to_fix_it():
+    out = subprocess.run([*TETHER, "run", "hi"], capture_output=True, text=True, timeout=60, env=env())
+    assert out.returncode == 2
+    assert "ANTHROPIC_API_KEY" in out.stderr and "tether.toml" in out.stderr
+
+
+def test_a_bad_setting_is_a_clear_error():
+    out = subprocess.run([*TETHER, "run", "--demo", "hi"], capture_output=True, text=True, timeout=60,
+                         env=env(ENABLE_STREAMING="perhaps"))
+    assert out.returncode == 2 and "output.streaming must be true or false" in out.stderr
+
+
+def test_chat_commands_and_ctrl_c_interrupts_the_turn_not_the_program(fake_api, tmp_path):
+    saved = tmp_path / "chat.json"
+    chat = subprocess.Popen([*TETHER, "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=env(ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=fake_api, COLUMNS="120"))
+    chat.stdin.write("first question\n")
+    chat.stdin.flush()
+    time.sleep(1.5)  # the fake waits 3 s before answering: the turn is in flight
+    chat.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    chat.stdin.write(f"/cost\n/save {saved}\n/model claude-sonnet-4-6\n/exit\n")
+    chat.stdin.flush()
+    out, err = chat.communicate(timeout=60)
+    assert chat.returncode == 0, err
+    assert "interrupted" in out
+    assert "model is now claude-sonnet-4-6" in out
+    messages = json.loads(saved.read_text())
+    assert [m["role"] for m in messages] == ["user"]  # the interrupted turn left a valid conversation
+
+
+def test_audit_verify(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    run = subprocess.run([*TETHER, "run", "--demo", "--demo-turns", "3", "--workspace", str(tmp_path / "w"),
+                          "--audit", str(log), "--json", "go"], capture_output=True, text=True, timeout=120,
+                         env=env())
+    assert run.returncode == 0, run.stderr
+    ok = subprocess.run([*TETHER, "audit", "verify", str(log)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2
+    Path(log).write_text("\n".join([lines[0].replace('"bash"', '"rm"', 1), *lines[1:]]) + "\n")
+    bad = subprocess.run([*TETHER, "audit", "verify", str(log)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "line 1" in bad.stdout
