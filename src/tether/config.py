@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,14 @@ class ToolSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    # None: sessions.db in the user's data directory; a path; or postgresql://user@host/db.
+    url: str | None = field(default=None, repr=False)
+    # Sessions not updated for this many days are pruned when the store is opened by the CLI.
+    retention_days: float | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     model: str = "claude-opus-4-8"
     api: ApiSettings = ApiSettings()
@@ -67,6 +76,7 @@ class Settings:
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
     tools: ToolSettings = ToolSettings()
+    store: StoreSettings = StoreSettings()
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # MCP servers by name: {command, args, env, cwd} for stdio or {url, headers} for HTTP.
     mcp: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -97,6 +107,8 @@ class Settings:
         data = dataclasses.asdict(self)
         if data["api"]["api_key"]:
             data["api"]["api_key"] = "***"
+        if data["store"]["url"] and "@" in data["store"]["url"]:
+            data["store"]["url"] = re.sub(r"//[^@/]*@", "//***@", data["store"]["url"])
         return data
 
 
@@ -104,6 +116,7 @@ ENV = {
     "ANTHROPIC_API_KEY": "api.api_key",
     "ANTHROPIC_BASE_URL": "api.base_url",
     "TETHER_MODEL": "model",
+    "TETHER_STORE_URL": "store.url",
     "ENABLE_STREAMING": "output.streaming",
     "ENABLE_PROMPT_CACHE": "cache.enabled",
     "ENABLE_EXTENDED_OUTPUT": "output.extended",
@@ -165,6 +178,7 @@ _GROUPS = {
     "cache": CacheSettings,
     "limits": LimitSettings,
     "tools": ToolSettings,
+    "store": StoreSettings,
 }
 
 
@@ -202,7 +216,7 @@ def _convert(name: str, default: Any, value: Any) -> Any:
             return int(value.replace("_", ""))
         except ValueError:
             raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
-    if isinstance(default, float) or (default is None and name.endswith(("dollars", "seconds"))):
+    if isinstance(default, float) or (default is None and name.endswith(("dollars", "seconds", "days"))):
         try:
             return float(value)
         except ValueError:

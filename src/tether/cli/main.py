@@ -40,6 +40,7 @@ def parser() -> argparse.ArgumentParser:
     fake.add_argument("--behaviour", default="coding-agent", choices=["echo", "coding-agent"])
     fake.add_argument("--turns", type=int, default=50, help="turns of the simulated coding agent")
     fake.add_argument("--first-token-delay", type=float, default=0.0, help="seconds before each response")
+    fake.add_argument("--token-delay", type=float, default=0.0, help="seconds per streamed output token")
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             from tether.testing import Latency, serve
 
             serve(host=args.host, port=args.port, behaviour=args.behaviour, agent_turns=args.turns,
-                  latency=Latency(args.first_token_delay) if args.first_token_delay else None)
+                  latency=Latency(args.first_token_delay, args.token_delay)
+                  if args.first_token_delay or args.token_delay else None)
             return 0
         if args.command == "audit":
             from tether.tools.audit import verify

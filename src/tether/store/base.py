@@ -104,23 +104,39 @@ class SessionQuery:
 
 
 class SessionStore(Protocol):
-    async def create(self, session: SessionInfo) -> SessionInfo: ...
+    """Durable sessions. ``tether.testing.store_conformance`` checks an implementation against this.
+
+    Every method that takes a ``session_id``, except ``get``, ``delete`` and ``prune``, raises
+    ``NotFound`` for a session that does not exist. Datetimes are timezone-aware (UTC when returned).
+    """
+
+    async def create(self, session: SessionInfo) -> SessionInfo:
+        """Store a new root session as given; ``created_at`` and ``updated_at`` default to now.
+
+        Raises ``StoreConflict`` if the id is taken.
+        """
+        ...
 
     async def get(self, session_id: str) -> SessionInfo | None: ...
 
     async def update(self, session_id: str, **fields: Any) -> None:
-        """Change title, tags, status or metadata."""
+        """Change title, tags, status or metadata (any other field is a ``TypeError``); bumps ``updated_at``."""
         ...
 
-    async def list(self, query: SessionQuery) -> list[SessionInfo]: ...
+    async def list(self, query: SessionQuery) -> list[SessionInfo]:
+        """Matching sessions, most recently updated first."""
+        ...
 
-    async def delete(self, session_id: str) -> None: ...
+    async def delete(self, session_id: str) -> None:
+        """Remove a session and everything recorded in it. Its forks stay whole; an unknown id does nothing."""
+        ...
 
     async def append(self, session_id: str, messages: Sequence[StoredMessage],
                      turn: TurnRecord | None = None) -> None:
         """Append ``messages`` (their ``seq`` must continue the session's) and record ``turn``, atomically.
 
-        Raises ``StoreConflict`` if a ``seq`` is already taken (another writer got there first).
+        Raises ``StoreConflict`` if a ``seq`` is already taken (another writer got there first), or
+        the turn number is; ``ValueError`` if the ``seq``s leave a gap. On any error nothing is kept.
         """
         ...
 
@@ -134,12 +150,18 @@ class SessionStore(Protocol):
         """Record a call as started. False if the ledger already had it (do not run it again)."""
         ...
 
-    async def tool_finished(self, session_id: str, tool_use_id: str, result: Json) -> None: ...
+    async def tool_finished(self, session_id: str, tool_use_id: str, result: Json) -> None:
+        """Record the result of a started call (``NotFound`` if it never started). The first result stays."""
+        ...
 
     async def ledger(self, session_id: str) -> dict[str, LedgerEntry]: ...
 
     async def fork(self, session_id: str, at_seq: int, new_id: str) -> SessionInfo:
-        """A new session whose first ``at_seq`` messages are those of ``session_id``."""
+        """A new session whose first ``at_seq`` messages are those of ``session_id``, shared, not copied.
+
+        It takes the parent's title, tags and model; its own totals, turns and ledger start empty.
+        ``ValueError`` if ``at_seq`` is beyond the parent's messages; ``StoreConflict`` if ``new_id`` is taken.
+        """
         ...
 
     async def prune(self, older_than: dt.datetime) -> int:

@@ -11,6 +11,7 @@ further up stays shared.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,12 +59,14 @@ async def next_seq(conn: AsyncConnection, session_id: str) -> int:
     return last_seq + 1 if last_seq is not None else fork_seq or 0
 
 
-async def delete_session(conn: AsyncConnection, session_id: str) -> bool:
-    """Delete a session and its rows, keeping its forks whole. False if there was no such session."""
-    row = (await conn.execute(
-        sa.select(sessions.c.parent_id, sessions.c.fork_seq)
-        .where(sessions.c.id == session_id).with_for_update()
-    )).first()
+async def delete_session(conn: AsyncConnection, session_id: str, *,
+                         updated_before: dt.datetime | None = None) -> bool:
+    """Delete a session and its rows, keeping its forks whole. False if there was no such session
+    (or, with ``updated_before``, if it has been updated since)."""
+    query = sa.select(sessions.c.parent_id, sessions.c.fork_seq).where(sessions.c.id == session_id)
+    if updated_before is not None:
+        query = query.where(sessions.c.updated_at < updated_before)
+    row = (await conn.execute(query.with_for_update())).first()
     if row is None:
         return False
     children = (await conn.execute(

@@ -1,0 +1,131 @@
+"""What is particular to the SQL store: where it lives, how SQLite is set up, what rows it writes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from tether.api.types import dumps
+from tether.errors import ConfigError
+from tether.store import SessionInfo, SessionQuery, StoredMessage, open_store
+from tether.store.engine import resolve_url
+from tether.testing.store_conformance import TRICKY_CONTENT, text_message
+
+
+async def test_the_default_store_is_a_file_in_the_users_data_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    store = await open_store()
+    await store.close()
+    assert (tmp_path / "data" / "tether" / "sessions.db").is_file()
+
+
+async def test_a_bare_path_is_a_sqlite_file_and_its_directories_are_made(tmp_path) -> None:
+    path = tmp_path / "a" / "b" / "s.db"
+    await (await open_store(str(path))).close()
+    assert path.is_file()
+
+
+def test_urls_get_their_async_drivers() -> None:
+    assert resolve_url("postgresql://u@h/db").drivername == "postgresql+asyncpg"
+    assert resolve_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
+    assert resolve_url("sqlite:////tmp/x.db").drivername == "sqlite+aiosqlite"
+    for bad in ("sqlite://", "sqlite:///:memory:", "mysql://u@h/db"):
+        with pytest.raises(ConfigError):
+            resolve_url(bad)
+
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(sqlite_url: str) -> None:
+    store = await open_store(sqlite_url)
+    try:
+        async with store.engine.connect() as conn:
+            pragmas = [await conn.scalar(sa.text(f"PRAGMA {name}"))
+                       for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")]
+    finally:
+        await store.close()
+    assert pragmas == ["wal", 1, 1, 30_000]
+
+
+async def test_a_writer_waits_for_another_processs_write_lock(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    store = await open_store(str(path))
+    await store.create(SessionInfo(id="s", model="m"))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(5)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    await asyncio.to_thread(locked.wait, 5)
+    append = asyncio.create_task(store.append("s", [text_message(0)]))
+    await asyncio.sleep(0.3)
+    assert not append.done()
+    release.set()
+    await append
+    await asyncio.to_thread(holder.join)
+    assert len(await store.messages("s")) == 1
+    await store.close()
+
+
+async def test_content_is_stored_as_the_compact_json_text(database_url: str) -> None:
+    store = await open_store(database_url)
+    try:
+        content = [TRICKY_CONTENT[0], {"type": "text", "text": "日本語 \"quoted\""}]
+        await store.create(SessionInfo(id="s", model="m"))
+        await store.append("s", [StoredMessage(0, "assistant", content)])
+        async with store.engine.connect() as conn:
+            stored = await conn.scalar(sa.text("SELECT content FROM messages WHERE session_id = 's'"))
+        assert stored == dumps(content)
+    finally:
+        await store.close()
+
+
+async def test_deleting_a_parent_reparents_its_forks_to_the_grandparent(database_url: str) -> None:
+    store = await open_store(database_url)
+    try:
+        await store.create(SessionInfo(id="root", model="m"))
+        await store.append("root", [text_message(i) for i in range(3)])
+        await store.fork("root", 2, "middle")
+        await store.append("middle", [text_message(2), text_message(3)])
+        await store.fork("middle", 1, "below")
+        await store.fork("middle", 4, "above")
+        await store.delete("middle")
+        below, above = await store.get("below"), await store.get("above")
+        assert below is not None and above is not None
+        assert (below.parent_id, below.fork_seq) == ("root", 1)
+        assert (above.parent_id, above.fork_seq) == ("root", 2)  # middle's own messages 2 and 3 were copied
+        await store.delete("root")
+        above = await store.get("above")
+        assert above is not None and (above.parent_id, above.fork_seq) == (None, None)
+        assert [m.seq for m in await store.messages("above")] == [0, 1, 2, 3]
+    finally:
+        await store.close()
+
+
+async def test_naive_datetimes_and_bad_fields_are_refused(sqlite_url: str) -> None:
+    store = await open_store(sqlite_url)
+    naive = dt.datetime(2024, 1, 1)
+    try:
+        with pytest.raises(ValueError, match="naive"):
+            await store.list(SessionQuery(since=naive))
+        with pytest.raises(ValueError, match="naive"):
+            await store.prune(naive)
+        with pytest.raises(ValueError, match="naive"):
+            await store.create(SessionInfo(id="s", model="m", created_at=naive))
+        with pytest.raises(ValueError, match="fork"):
+            await store.create(SessionInfo(id="s", model="m", parent_id="p", fork_seq=0))
+        await store.create(SessionInfo(id="s", model="m"))
+        with pytest.raises(ValueError, match="status"):
+            await store.update("s", status="paused")
+    finally:
+        await store.close()
