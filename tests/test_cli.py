@@ -94,7 +94,9 @@ def test_chat_commands_and_ctrl_c_interrupts_the_turn_not_the_program(fake_api, 
     saved = tmp_path / "chat.json"
     chat = subprocess.Popen([*TETHER, "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env=env(ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=fake_api, COLUMNS="120"))
+                            env=env(ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=fake_api, COLUMNS="200"))
+    banner = chat.stdout.readline()
+    assert "tether chat with claude-opus-4-8, session ses_" in banner, chat.stderr.read()
     chat.stdin.write("first question\n")
     chat.stdin.flush()
     time.sleep(1.5)  # the fake waits 3 s before answering: the turn is in flight
@@ -108,6 +110,42 @@ def test_chat_commands_and_ctrl_c_interrupts_the_turn_not_the_program(fake_api, 
     assert "model is now claude-sonnet-4-6" in out
     messages = json.loads(saved.read_text())
     assert [m["role"] for m in messages] == ["user"]  # the interrupted turn left a valid conversation
+
+
+def test_runs_are_sessions_that_can_be_listed_shown_exported_forked_and_resumed(tmp_path):
+    run = subprocess.run([*TETHER, "run", "--demo", "--demo-turns", "2", "--workspace", str(tmp_path / "w"),
+                          "--tag", "demo", "--json", "first task"], capture_output=True, text=True, timeout=120,
+                         env=env())
+    assert run.returncode == 0, run.stderr
+    session = run.stderr.strip().splitlines()[-1].removeprefix("session ")
+    listed = subprocess.run([*TETHER, "sessions", "list", "--tag", "demo"], capture_output=True, text=True,
+                            timeout=60, env=env(COLUMNS="200"))
+    assert session in listed.stdout and "completed" in listed.stdout
+    shown = subprocess.run([*TETHER, "sessions", "show", session], capture_output=True, text=True, timeout=60,
+                           env=env(COLUMNS="200"))
+    assert "first task" in shown.stdout and "2 turns" in shown.stdout
+    exported = tmp_path / "s.json"
+    subprocess.run([*TETHER, "sessions", "export", session, "--out", str(exported)], check=True, timeout=60,
+                   env=env())
+    imported = subprocess.run([*TETHER, "sessions", "import", str(exported)], capture_output=True, text=True,
+                              check=True, timeout=60, env=env()).stdout.strip()
+    assert imported.startswith("ses_") and imported != session
+    forked = subprocess.run([*TETHER, "sessions", "fork", session, "--at", "2"], capture_output=True, text=True,
+                            check=True, timeout=60, env=env()).stdout.strip()
+    more = subprocess.run([*TETHER, "run", "--demo", "--demo-turns", "4", "--workspace", str(tmp_path / "w"),
+                           "--resume", forked, "--json", "go on"], capture_output=True, text=True, timeout=120,
+                          env=env())
+    assert more.returncode == 0, more.stderr
+    assert json.loads(more.stdout.splitlines()[-1])["outcome"] == "completed"
+    markdown = subprocess.run([*TETHER, "sessions", "export", forked, "--format", "markdown"], capture_output=True,
+                              text=True, check=True, timeout=60, env=env()).stdout
+    assert "first task" in markdown and "go on" in markdown
+    deleted = subprocess.run([*TETHER, "sessions", "delete", imported], capture_output=True, text=True,
+                             timeout=60, env=env())
+    assert deleted.returncode == 0 and "deleted" in deleted.stdout
+    missing = subprocess.run([*TETHER, "sessions", "show", imported], capture_output=True, text=True,
+                             timeout=60, env=env())
+    assert missing.returncode == 2 and "no session" in missing.stderr
 
 
 def test_audit_verify(tmp_path):

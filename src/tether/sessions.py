@@ -87,6 +87,14 @@ class Sessions:
             await self.store.append(info.id, stored)
         return info
 
+    async def adopt(self, agent: Agent, messages: Sequence[Message], *, title: str = "") -> Run:
+        """A new session that starts from ``messages`` (a conversation saved elsewhere)."""
+        info = await self.store.create(SessionInfo(new_id(), agent.model_info.id, title))
+        stored = [StoredMessage(i, m.role, [b.to_wire() for b in m.content]) for i, m in enumerate(messages)]
+        if stored:
+            await self.store.append(info.id, stored)
+        return await self.resume(agent, info.id)
+
     async def export_markdown(self, session_id: str) -> str:
         info = await self.get(session_id)
         lines = [f"# {info.title or info.id}", "", f"- session: `{info.id}`", f"- model: {info.model}",

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tether import tool
+from tether import Message, tool
 from tether.sessions import SessionNotFound, Sessions
 from tether.store.base import SessionQuery
 from tether.testing import Turn, thinking, tool_use
@@ -148,3 +148,30 @@ async def test_retention_prunes_old_sessions(fake, key, store, make_agent):
     with pytest.raises(SessionNotFound):
         await sessions.get(old.id)
     assert (await sessions.get(new.id)).id == new.id
+
+
+async def test_a_follow_up_rides_with_the_results_of_interrupted_calls(fake, key, store, make_agent):
+    sessions = Sessions(store)
+    fake.script([Turn([tool_use("add", {"a": 1, "b": 1})]), "2, and hello"], key=key)
+    run = await sessions.new(make_agent(tools=[add]))
+    events = run.events("add")
+    async for event in events:
+        if event.type == "turn_end":
+            break
+    await events.aclose()  # the process died before the tools ran
+    resumed = await sessions.resume(make_agent(tools=[add]), run.id)
+    await drain(resumed, "also, hello")
+    results = resumed.messages[2]
+    assert [b.type for b in results.content] == ["tool_result", "text"]
+    assert results.content[1].text == "also, hello"
+    assert [m.role for m in resumed.messages] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_an_unanswered_message_is_answered_before_a_new_one(fake, key, store, make_agent):
+    sessions = Sessions(store)
+    fake.script(["first answer", "second answer"], key=key)
+    run = await sessions.new(make_agent())
+    await run.journal.appended(0, Message.user("first"), None, 0.0)
+    resumed = await sessions.resume(make_agent(), run.id)
+    await drain(resumed, "second")
+    assert [m.text for m in resumed.messages] == ["first", "first answer", "second", "second answer"]

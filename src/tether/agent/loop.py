@@ -158,12 +158,16 @@ class Run:
         for warning in self.builder.warnings:
             yield ev.Warning("settings", warning)
         try:
-            if task:
-                await self._append(Message.user(task))
             pending = self.pending_calls()
-            if pending:
-                async for event in self._run_tools(pending):
+            if pending:  # tool calls a previous run left without results; the new task rides along
+                async for event in self._run_tools(pending, follow_up=task):
                     yield event
+            else:
+                if task and self.messages and self.messages[-1].role == "user":
+                    async for event in self._turns():  # first answer what was left unanswered
+                        yield event
+                if task:
+                    await self._append(Message.user(task))
             if self.messages and self.messages[-1].role == "user":
                 async for event in self._turns():
                     yield event
@@ -284,8 +288,12 @@ class Run:
                 out.append(ev.Warning("cache_miss", reason))
         return out
 
-    async def _run_tools(self, calls: list[ToolUseBlock]) -> AsyncIterator[ev.Event]:
-        """Run one turn's calls; every call is answered, in order, in one user message, even if cancelled."""
+    async def _run_tools(self, calls: list[ToolUseBlock], follow_up: str | None = None) -> AsyncIterator[ev.Event]:
+        """Run one turn's calls; every call is answered, in order, in one user message, even if cancelled.
+
+        ``follow_up`` is text the user adds after the results, in the same message.
+        """
+        extra = [TextBlock(follow_up)] if follow_up else []
         finished: dict[str, ev.ToolResult] = {}
 
         async def around(call: ToolUseBlock, execute) -> ToolResultBlock:
@@ -298,9 +306,9 @@ class Run:
         try:
             results = await self.agent.runner.run(calls, self.id, around=around, workspace=self.agent.workspace)
         except asyncio.CancelledError:
-            await self._append(Message("user", [_answer(c, finished) for c in calls]))
+            await self._append(Message("user", [*(_answer(c, finished) for c in calls), *extra]))
             raise
-        await self._append(Message("user", list(results)))
+        await self._append(Message("user", [*results, *extra]))
         for call in calls:
             yield finished[call.id]
 

@@ -11,11 +11,14 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from tether.agent.loop import Agent
+from tether.agent.loop import Agent, Run
 from tether.api.client import AnthropicClient
+from tether.cli import sessions as sessions_cli
 from tether.cli.render import JsonRenderer, RichRenderer
+from tether.cli.sessions import open_sessions
 from tether.config import Settings
 from tether.errors import TetherError, UserError
+from tether.sessions import Sessions
 from tether.tools.audit import AuditLog
 from tether.tools.policy import PermissionPolicy
 from tether.tools.registry import open_tools
@@ -27,12 +30,19 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run one task to the end, rendering it live")
-    run.add_argument("task")
+    run.add_argument("task", nargs="?", help="the task (optional with --resume)")
     _agent_options(run)
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
 
     chat = sub.add_parser("chat", help="a multi-turn conversation in the terminal")
     _agent_options(chat)
+
+    resume = sessions_cli.add_parser(sub).add_parser(
+        "resume", help="finish a session's interrupted work and continue it (same as `tether run --resume ID`)")
+    resume.add_argument("id")
+    resume.add_argument("task", nargs="?", help="a follow-up message")
+    _agent_options(resume)
+    resume.add_argument("--json", action="store_true", help="print events as JSON lines")
 
     fake = sub.add_parser("fake-api", help="serve tether's fake Messages API (for tests and demos)")
     fake.add_argument("--host", default="127.0.0.1")
@@ -61,6 +71,9 @@ def _agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audit", type=Path, help="append an audit log of every tool call to this file")
     p.add_argument("--no-stream", action="store_true", help="call the API without streaming")
     p.add_argument("--config", type=Path, help="a tether.toml to read")
+    p.add_argument("--resume", metavar="ID", help="continue a stored session (finishing interrupted work first)")
+    p.add_argument("--title", help="the session's title (default: the task)")
+    p.add_argument("--tag", action="append", default=[], help="tag the session (repeatable)")
     p.add_argument("--demo", action="store_true",
                    help="run against tether's built-in fake API with a simulated coding agent (no API key)")
     p.add_argument("--demo-turns", type=int, default=8, help="how many turns the simulated agent takes")
@@ -100,7 +113,7 @@ async def open_agent(args: argparse.Namespace, settings: Settings) -> AsyncItera
     client = AnthropicClient(api_key=settings.api.api_key, base_url=settings.api.base_url,
                              max_retries=settings.api.max_retries, timeout=settings.api.timeout)
     workspace = Workspace(args.workspace or Path.cwd())
-    servers = {name: MCPServerConfig(name, spec) for name, spec in settings.mcp.items()}
+    servers = {name: _mcp_server(name, spec) for name, spec in settings.mcp.items()}
     policy = PermissionPolicy({**_modes(args.ask, "ask"), **_modes(args.deny, "deny")}, approve=_approve)
     async with open_tools(args.tools or [], workspace, mcp=servers) as tools:
         yield Agent(client, system=args.system, tools=tools, settings=settings, workspace=workspace.root,
@@ -108,7 +121,7 @@ async def open_agent(args: argparse.Namespace, settings: Settings) -> AsyncItera
     await client.aclose()
 
 
-def MCPServerConfig(name: str, spec: dict):
+def _mcp_server(name: str, spec: dict):
     from tether.tools.mcp import MCPServer
 
     return MCPServer(name, **spec)
@@ -124,14 +137,25 @@ async def _approve(call, context) -> str:
     return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
 
 
+async def start_run(args: argparse.Namespace, agent: Agent, sessions: Sessions, task: str | None) -> Run:
+    """A recorded run: a new session, or the one ``--resume`` names."""
+    if args.resume:
+        return await sessions.resume(agent, args.resume)
+    return await sessions.new(agent, title=args.title or (task or "")[:80], tags=args.tag)
+
+
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.task and not args.resume:
+        raise UserError("give a task, or --resume SESSION_ID to continue a session")
     render = JsonRenderer() if args.json else RichRenderer()
     outcome = "completed"
-    async with open_agent(args, settings) as agent:
-        async for event in agent.stream(args.task):
+    async with open_sessions(settings) as sessions, open_agent(args, settings) as agent:
+        run = await start_run(args, agent, sessions, args.task)
+        async for event in run.events(args.task):
             render(event)
             if event.type == "run_end":
                 outcome = event.outcome
+    print(f"session {run.id}", file=sys.stderr)
     return 0 if outcome == "completed" else 1
 
 
@@ -151,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             ok, message = verify(args.file)
             print(message)
             return 0 if ok else 1
+        if args.command == "sessions":
+            if args.sessions_command == "resume":
+                args.command, args.resume = "run", args.id
+            else:
+                return asyncio.run(sessions_cli.command(args, Settings.load(path=args.config)))
         with _endpoint(args) as endpoint:
             settings = settings_from(args, **(endpoint or {}))
             if args.command == "run":
