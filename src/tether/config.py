@@ -61,6 +61,17 @@ class ToolSettings:
 
 
 @dataclass(frozen=True)
+class CompactionSettings:
+    enabled: bool = True
+    # Compact when the prompt is estimated at this share of the model's context window.
+    trigger: float = 0.8
+    keep_tool_results: int = 6
+    # Messages kept verbatim after a summary (at least; the cut moves back to an assistant message).
+    keep_messages: int = 6
+    summary_max_tokens: int = 8_192
+
+
+@dataclass(frozen=True)
 class StoreSettings:
     # None: sessions.db in the user's data directory; a path; or postgresql://user@host/db.
     url: str | None = field(default=None, repr=False)
@@ -77,6 +88,7 @@ class Settings:
     limits: LimitSettings = LimitSettings()
     tools: ToolSettings = ToolSettings()
     store: StoreSettings = StoreSettings()
+    compaction: CompactionSettings = CompactionSettings()
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # MCP servers by name: {command, args, env, cwd} for stdio or {url, headers} for HTTP.
     mcp: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -179,6 +191,7 @@ _GROUPS = {
     "limits": LimitSettings,
     "tools": ToolSettings,
     "store": StoreSettings,
+    "compaction": CompactionSettings,
 }
 
 

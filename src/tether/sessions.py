@@ -19,11 +19,12 @@ import json
 import uuid
 from collections.abc import Sequence
 
+from tether.agent.compaction import clear
 from tether.agent.loop import Agent, Run
 from tether.api.types import Message, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock, dumps
 from tether.errors import UserError
 from tether.store.base import SessionInfo, SessionStore, StoredMessage
-from tether.store.journal import StoreJournal
+from tether.store.journal import COMPACTION, StoreJournal
 
 EXPORT_VERSION = 1
 
@@ -43,10 +44,13 @@ class Sessions:
 
     async def resume(self, agent: Agent, session_id: str) -> Run:
         info = await self.get(session_id)
-        messages = [to_message(m) for m in await self.store.messages(session_id)]
-        journal = StoreJournal(self.store, session_id, agent.model_info.id, turns=info.turns)
+        stored = [to_message(m) for m in await self.store.messages(session_id)]
+        journal = StoreJournal(self.store, session_id, agent.model_info.id, turns=info.turns, next_seq=len(stored))
         await self.store.update(session_id, status="running")
-        return agent.start(messages=messages, run_id=session_id, journal=journal)
+        run = agent.start(messages=working_context(stored, info.metadata.get(COMPACTION)), run_id=session_id,
+                          journal=journal)
+        run.cleared = set((info.metadata.get(COMPACTION) or {}).get("cleared", ()))
+        return run
 
     async def get(self, session_id: str) -> SessionInfo:
         info = await self.store.get(session_id)
@@ -102,6 +106,15 @@ class Sessions:
         for stored in await self.store.messages(session_id):
             lines += _markdown(to_message(stored))
         return "\n".join(lines)
+
+
+def working_context(stored: list[Message], compaction: dict | None) -> list[Message]:
+    """The conversation a run works with: the stored one, as its latest compaction left it."""
+    if not compaction:
+        return stored
+    kept = clear(stored[compaction["from_seq"]:], set(compaction["cleared"]))
+    summary = compaction.get("summary")
+    return [Message.from_wire(summary), *kept] if summary else kept
 
 
 def new_id() -> str:

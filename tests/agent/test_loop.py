@@ -20,7 +20,7 @@ from tether import (
     tool,
 )
 from tether.api.types import messages_from_json
-from tether.config import LimitSettings, OutputSettings
+from tether.config import CompactionSettings, LimitSettings, OutputSettings
 from tether.testing import Turn, refusal, text, thinking, tool_use
 
 
@@ -165,9 +165,17 @@ async def test_a_refusal_ends_the_run_with_its_category(fake, key, make_agent):
 
 async def test_context_window_exceeded_is_a_clear_error(fake, key, make_agent):
     fake.script([Turn([text("...")], stop_reason="model_context_window_exceeded")], key=key)
+    settings = Settings(compaction=CompactionSettings(enabled=False))
     with pytest.raises(ContextWindowExceeded, match="context window") as info:
-        await make_agent().run("go")
+        await make_agent(settings=settings).run("go")
     assert info.value.result.messages[-1].role == "assistant"
+
+
+async def test_context_window_exceeded_with_nothing_to_compact_is_a_clear_error(fake, key, make_agent):
+    fake.script([Turn([text("...")], stop_reason="model_context_window_exceeded")], key=key)
+    with pytest.raises(ContextWindowExceeded, match="compacting it did not make it smaller") as info:
+        await make_agent().run("go")
+    assert [m.role for m in info.value.result.messages] == ["user"]
 
 
 async def test_max_tokens_above_the_model_limit_fails_before_any_call(fake, key, make_agent):

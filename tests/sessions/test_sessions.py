@@ -171,7 +171,7 @@ async def test_an_unanswered_message_is_answered_before_a_new_one(fake, key, sto
     sessions = Sessions(store)
     fake.script(["first answer", "second answer"], key=key)
     run = await sessions.new(make_agent())
-    await run.journal.appended(0, Message.user("first"), None, 0.0)
+    await run.journal.appended(Message.user("first"), None, 0.0)
     resumed = await sessions.resume(make_agent(), run.id)
     await drain(resumed, "second")
     assert [m.text for m in resumed.messages] == ["first", "first answer", "second", "second answer"]

@@ -96,6 +96,18 @@ class Warning:
 
 
 @dataclass(slots=True)
+class Compacted:
+    """The conversation was compacted: old tool results "cleared", or older turns "summarized"."""
+
+    kind: str
+    tokens_before: int
+    tokens_after: int
+    messages_before: int
+    messages_after: int
+    type: Literal["compacted"] = "compacted"
+
+
+@dataclass(slots=True)
 class RunEnd:
     """The last event. ``outcome`` is "completed", "refusal", or the category of the error that ended it."""
 
@@ -119,6 +131,7 @@ Event = (
     | UsageReport
     | TurnEnd
     | Warning
+    | Compacted
     | RunEnd
 )
 

@@ -15,8 +15,8 @@ Claim = ToolResultBlock | Literal["run", "interrupted"]
 
 
 class Journal(Protocol):
-    async def appended(self, seq: int, message: Message, usage: Usage | None, dollars: float) -> None:
-        """``message`` is now the conversation's ``seq``-th; ``usage`` is that of the calls that made it."""
+    async def appended(self, message: Message, usage: Usage | None, dollars: float) -> None:
+        """``message`` ends the conversation now; ``usage`` is that of the model calls that made it."""
         ...
 
     async def claim(self, call: ToolUseBlock) -> Claim:
@@ -29,17 +29,25 @@ class Journal(Protocol):
 
     async def tool_finished(self, call: ToolUseBlock, result: ToolResultBlock) -> None: ...
 
+    async def compacted(self, summary: Message | None, kept: int, cleared: list[str]) -> None:
+        """The working conversation is now ``summary`` (if any) followed by the last ``kept`` messages
+        appended, with the results of the ``cleared`` tool calls cleared."""
+        ...
+
     async def ended(self, outcome: str) -> None: ...
 
 
 class NullJournal:
-    async def appended(self, seq: int, message: Message, usage: Usage | None, dollars: float) -> None:
+    async def appended(self, message: Message, usage: Usage | None, dollars: float) -> None:
         return None
 
     async def claim(self, call: ToolUseBlock) -> Claim:
         return "run"
 
     async def tool_finished(self, call: ToolUseBlock, result: ToolResultBlock) -> None:
+        return None
+
+    async def compacted(self, summary: Message | None, kept: int, cleared: list[str]) -> None:
         return None
 
     async def ended(self, outcome: str) -> None:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tether.agent import compaction
 from tether.agent import events as ev
 from tether.agent.decide import (
     Continue,
@@ -37,6 +38,7 @@ from tether.api.catalog import Catalog, ModelInfo, default_catalog
 from tether.api.client import ModelClient
 from tether.api.cost import cost_of
 from tether.api.request import RequestBuilder
+from tether.api.tokens import count_request
 from tether.api.types import (
     ContentBlock,
     Message,
@@ -147,6 +149,8 @@ class Run:
         self.refusal_category: str | None = None
         self.error: TetherError | None = None
         self.started = agent.clock()
+        self.cleared: set[str] = set()  # tool calls whose results compaction cleared
+        self.context_tokens: int | None = None  # the estimated prompt of the next call
 
     def result(self) -> RunResult:
         return RunResult(self.id, self.outcome, self.messages, self.spent.turns, self.usage,
@@ -188,18 +192,34 @@ class Run:
 
     async def _append(self, message: Message, usage: Usage | None = None, dollars: float = 0.0) -> None:
         self.messages.append(message)
-        await self.journal.appended(len(self.messages) - 1, message, usage, dollars)
+        if usage is not None:
+            self.context_tokens = usage.prompt_tokens + usage.output_tokens
+        elif self.context_tokens is not None:
+            self.context_tokens += compaction.message_tokens(message)
+        await self.journal.appended(message, usage, dollars)
 
     async def _turns(self) -> AsyncIterator[ev.Event]:
         while True:
             self.spent.seconds = self.agent.clock() - self.started
             check(self.agent.settings.limits, self.spent)
-            response = None
-            async for event in self._respond():
-                if isinstance(event, Response):
-                    response = event
-                else:
+            if self._over_trigger():
+                async for event in self._compact():
                     yield event
+            response = None
+            try:
+                async for event in self._respond():
+                    if isinstance(event, Response):
+                        response = event
+                    else:
+                        yield event
+            except _ContextFull:
+                before = len(self.messages), self.estimate()
+                async for event in self._compact():
+                    yield event
+                if (len(self.messages), self.estimate()) == before:
+                    raise ContextWindowExceeded("the conversation no longer fits the model's context window, "
+                                                "and compacting it did not make it smaller") from None
+                continue
             assert response is not None
             decision = decide(response, 0, 0)
             yield ev.TurnEnd(self.spent.turns, response.stop_reason, self.messages[-1])
@@ -212,6 +232,47 @@ class Run:
                 return
             assert isinstance(decision, Fail)
             raise ContextWindowExceeded(decision.message)
+
+    def estimate(self) -> int:
+        """Tokens of the next request's prompt: from the last usage and what was added since."""
+        if self.context_tokens is None:
+            self.context_tokens = count_request(self.builder.build(self.messages).body())
+        return self.context_tokens
+
+    def _over_trigger(self) -> bool:
+        settings = self.agent.settings.compaction
+        window = self.agent.model_info.context_window
+        return settings.enabled and self.estimate() >= settings.trigger * window
+
+    async def _compact(self) -> AsyncIterator[ev.Event]:
+        """Clear old tool results; if the prompt is still over the trigger, summarise older turns."""
+        settings = self.agent.settings.compaction
+        before, count = self.estimate(), len(self.messages)
+        messages, cleared = compaction.clear_tool_results(self.messages, settings.keep_tool_results)
+        summary = self.messages[0] if self.messages and self.messages[0].text.startswith(
+            compaction.SUMMARY_HEADER) else None
+        kind = "cleared"
+        self.messages, self.cleared = messages, self.cleared | set(cleared)
+        self.context_tokens = None
+        cut = compaction.summary_cut(messages, settings.keep_messages)
+        if self._over_trigger() and cut is not None:
+            text = await self._summarise(messages, cut)
+            summary = compaction.summary_message(text)
+            self.messages = [summary, *messages[cut:]]
+            self.context_tokens, kind = None, "summarized"
+        if len(self.messages) == count and not cleared:
+            return
+        kept = len(self.messages) - (1 if summary is not None else 0)
+        await self.journal.compacted(summary, kept, sorted(self.cleared))
+        yield ev.Compacted(kind, before, self.estimate(), count, len(self.messages))
+
+    async def _summarise(self, messages: list[Message], cut: int) -> str:
+        request = self.builder.build(compaction.summary_request(messages, cut))
+        request.max_tokens = min(self.agent.settings.compaction.summary_max_tokens, request.max_tokens)
+        request.thinking = None
+        response = await self.agent.client.create(request)
+        self._account(request, response)
+        return Message("assistant", response.content).text
 
     async def _respond(self) -> AsyncIterator[ev.Event | Response]:
         """One assistant message, continued across max_tokens and pause_turn; appended when whole."""
@@ -233,6 +294,9 @@ class Run:
             if isinstance(decision, Continue):
                 head, continuations = prefill(content), continuations + 1
                 continue
+            if (isinstance(decision, Fail) and decision.reason == "context_window"
+                    and self.agent.settings.compaction.enabled):
+                raise _ContextFull
             await self._append(Message("assistant", content), usage, dollars)
             if isinstance(decision, Fail) and decision.reason == "max_tokens":
                 raise RunError(decision.message)
@@ -330,6 +394,10 @@ class Run:
             result = await self.agent.hooks.after_tool(call, result) or result
         await self.journal.tool_finished(call, result)
         return result
+
+
+class _ContextFull(Exception):
+    """The model stopped with model_context_window_exceeded: compact, then call again."""
 
 
 def _answer(call: ToolUseBlock, finished: dict[str, ev.ToolResult]) -> ToolResultBlock:

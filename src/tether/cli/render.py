@@ -67,6 +67,8 @@ class RichRenderer:
                 pass
             case ev.Warning(code=code, message=message):
                 self._block(Text(f"⚠ {code}: {message}", style="yellow"))
+            case ev.Compacted(kind=kind, tokens_before=before, tokens_after=after):
+                self._block(Text(f"⇣ compacted ({kind}): ~{before:,} → ~{after:,} tokens", style="magenta"))
             case ev.RunEnd():
                 self._block(Text(summary(event), style="bold" if event.outcome == "completed" else "bold red"))
             case _:
