@@ -124,6 +124,20 @@ class Settings:
         return data
 
 
+MEMORY_FILES = ("AGENTS.md", "CLAUDE.md", "TETHER.md")
+
+
+def project_memory(workspace: Path) -> str | None:
+    """The project's memory files (``AGENTS.md``, ``CLAUDE.md``, ``TETHER.md`` in the workspace), joined."""
+    parts = []
+    for name in MEMORY_FILES:
+        path = workspace / name
+        if path.is_file():
+            parts.append(f"<project-memory file=\"{name}\">\n{path.read_text(errors='replace').strip()}\n"
+                         "</project-memory>")
+    return "\n\n".join(parts) or None
+
+
 ENV = {
     "ANTHROPIC_API_KEY": "api.api_key",
     "ANTHROPIC_BASE_URL": "api.base_url",

@@ -100,3 +100,19 @@ async def test_with_caching_off_no_breakpoint_is_sent(fake, key, make_agent):
     settings = Settings(cache=CacheSettings(enabled=False))
     await make_agent(system=SYSTEM, settings=settings).run("hi")
     assert "cache_control" not in fake.last_request(key).body.decode()
+
+
+async def test_project_memory_is_a_cached_system_block(fake, key, make_agent, tmp_path):
+    from tether.config import project_memory
+
+    (tmp_path / "AGENTS.md").write_text("Always run the tests. " * 300)
+    (tmp_path / "TETHER.md").write_text("Prefer small commits.")
+    memory = project_memory(tmp_path)
+    fake.script([Turn([tool_use("bash", {"command": "ls"})]), "ok"], key=key)
+    events = [e async for e in make_agent(tools=[fake_bash], system="Be brief.", memory=memory).stream("go")]
+    system = fake.last_request(key).json()["system"]
+    assert [b["text"][:30] for b in system] == ["Be brief.", memory[:30]]
+    assert "Prefer small commits." in system[1]["text"] and "cache_control" in system[1]
+    second = [e for e in events if e.type == "usage"][1]
+    assert second.usage.cache_read_input_tokens > 0
+    assert project_memory(tmp_path / "nowhere") is None

@@ -3,6 +3,7 @@ store's record of it, and a retry after model_context_window_exceeded."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from tether import Settings, tool
@@ -52,7 +53,7 @@ def prefix_breaks(requests) -> int:
     bodies = [r.json()["messages"] for r in requests]
     strip = lambda ms: json.dumps([[{k: v for k, v in b.items() if k != "cache_control"} for b in m["content"]]  # noqa: E731
                                    for m in ms])
-    return sum(1 for a, b in zip(bodies, bodies[1:], strict=False)
+    return sum(1 for a, b in itertools.pairwise(bodies)
                if strip(b[:len(a)]) != strip(a) and SUMMARY_PROMPT not in json.dumps(b[-1:]))
 
 

@@ -88,6 +88,8 @@ class Agent:
     client: ModelClient
     model: str | None = None
     system: str | None = None
+    # Project memory (AGENTS.md and the like): a system block of its own, cached with the system prompt.
+    memory: str | None = None
     tools: Sequence[Tool] = ()
     settings: Settings = field(default_factory=Settings)
     hooks: Hooks = field(default_factory=Hooks)
@@ -109,7 +111,7 @@ class Agent:
         betas = sorted({b for t in self.tools if (b := getattr(t, "beta", None))})
         return RequestBuilder(
             self.model_info, self.settings.output, self.settings.cache,
-            system=[TextBlock(self.system)] if self.system else None,
+            system=[TextBlock(text) for text in (self.system, self.memory) if text] or None,
             tools=[t.spec() for t in self.tools],
             betas=betas,
         )

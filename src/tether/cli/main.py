@@ -16,7 +16,7 @@ from tether.api.client import AnthropicClient
 from tether.cli import sessions as sessions_cli
 from tether.cli.render import JsonRenderer, RichRenderer
 from tether.cli.sessions import open_sessions
-from tether.config import Settings
+from tether.config import Settings, project_memory
 from tether.errors import TetherError, UserError
 from tether.sessions import Sessions
 from tether.tools.audit import AuditLog
@@ -116,7 +116,8 @@ async def open_agent(args: argparse.Namespace, settings: Settings) -> AsyncItera
     servers = {name: _mcp_server(name, spec) for name, spec in settings.mcp.items()}
     policy = PermissionPolicy({**_modes(args.ask, "ask"), **_modes(args.deny, "deny")}, approve=_approve)
     async with open_tools(args.tools or [], workspace, mcp=servers) as tools:
-        yield Agent(client, system=args.system, tools=tools, settings=settings, workspace=workspace.root,
+        yield Agent(client, system=args.system, memory=project_memory(workspace.root), tools=tools,
+                    settings=settings, workspace=workspace.root,
                     policy=policy, audit=AuditLog(args.audit) if args.audit else None)
     await client.aclose()
 
