@@ -1,0 +1,55 @@
+"""Running one ``RunSpec`` as a recorded session: the unit of work of every fleet backend."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tether.agent import events as ev
+from tether.agent.loop import Agent
+from tether.api.client import ModelClient
+from tether.config import Settings, project_memory
+from tether.fleet.spec import RunOutcome, RunSpec
+from tether.sessions import Sessions
+from tether.tools.registry import open_tools
+from tether.tools.sandbox import Workspace
+
+Observer = Callable[[ev.Event], Awaitable[None] | None]
+
+
+def settings_for(spec: RunSpec, settings: Settings) -> Settings:
+    limits = dataclasses.replace(settings.limits, **spec.limits)
+    return dataclasses.replace(settings, model=spec.model or settings.model, limits=limits)
+
+
+async def execute(spec: RunSpec, *, client: ModelClient, sessions: Sessions, settings: Settings,
+                  observe: Observer | None = None) -> RunOutcome:
+    """Run ``spec`` to its end, recorded in ``sessions``. A spec naming a stored session resumes it
+    (its ``task``, if any, is a follow-up message); otherwise a new session is made.
+
+    Errors of the run itself (limits, API errors, refusals) are in the outcome, not raised.
+    """
+    with contextlib.ExitStack() as stack:
+        root = Path(spec.workspace) if spec.workspace else Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="tether-run-")))
+        root.mkdir(parents=True, exist_ok=True)
+        async with open_tools(spec.tools, Workspace(root)) as tools:
+            agent = Agent(client, system=spec.system, memory=project_memory(root), tools=tools,
+                          settings=settings_for(spec, settings), workspace=root)
+            known = spec.session_id and await sessions.store.get(spec.session_id) is not None
+            run = (await sessions.resume(agent, spec.session_id) if known else
+                   await sessions.new(agent, title=spec.title or (spec.task or "")[:80], tags=spec.tags,
+                                      session_id=spec.session_id))
+            end: ev.RunEnd | None = None
+            async for event in run.events(spec.task):
+                if observe is not None and (pending := observe(event)) is not None:
+                    await pending
+                if isinstance(event, ev.RunEnd):
+                    end = event
+    assert end is not None
+    u = end.usage
+    return RunOutcome(spec.id, run.id, end.outcome, end.text, end.turns, u.input_tokens, u.output_tokens,
+                      u.cache_read_input_tokens, u.cache_creation_input_tokens, end.dollars, end.error)
