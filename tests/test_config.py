@@ -29,3 +29,33 @@ def test_bad_values_name_the_setting(tmp_path):
     bad.write_text("[limits\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Settings.load(path=bad, environ={})
+
+
+def test_a_profile_table_applies_over_the_base(tmp_path):
+    toml = tmp_path / "tether.toml"
+    toml.write_text('model = "claude-sonnet-4-6"\n[server]\nport = 9000\n'
+                    '[profiles.prod.server]\nport = 443\ndebug = false\n[profiles.prod.limits]\nmax_dollars = 5\n')
+    dev = Settings.load(path=toml, environ={})
+    prod = Settings.load(path=toml, environ={"TETHER_PROFILE": "prod"})
+    assert (dev.profile, dev.server.port) == ("dev", 9000)
+    assert (prod.profile, prod.server.port, prod.limits.max_dollars) == ("prod", 443, 5)
+    with pytest.raises(ConfigError, match="profile must be one of dev, staging, prod"):
+        Settings.load(path=toml, environ={"TETHER_PROFILE": "production"})
+
+
+def test_secrets_are_redacted_when_shown():
+    s = Settings.load(environ={"ANTHROPIC_API_KEY": "sk-ant-123", "TETHER_STORE_URL": "postgresql://u:pw@h/db"})
+    shown = str(s.redacted())
+    assert "sk-ant-123" not in shown and "pw" not in shown and "***" in shown
+
+
+async def test_config_check_finds_what_to_change(tmp_path):
+    from tether.checks import problems
+
+    ok = Settings.load(environ={"ANTHROPIC_API_KEY": "k", "TETHER_STORE_URL": str(tmp_path / "s.db")})
+    assert await problems(ok, service=True) == []
+    bad = Settings.load(environ={"TETHER_STORE_URL": "postgresql://nobody@127.0.0.1:1/x", "TETHER_PROFILE": "prod",
+                                 "TETHER_MODEL": "claude-3-7-sonnet-20250219"}, **{"server.debug": True})
+    found = await problems(bad, service=True)
+    assert any("retired" in p for p in found) and any("ANTHROPIC_API_KEY" in p for p in found)
+    assert any("unreachable" in p for p in found) and any("server.debug = false" in p for p in found)

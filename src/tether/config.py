@@ -80,7 +80,24 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8600
+    # Every route but /healthz needs a service token; only a dev profile may turn this off.
+    auth: bool = True
+    debug: bool = False
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    concurrency: int = 32  # runs at once in the service's fleet
+
+
+Profile = Literal["dev", "staging", "prod"]
+PROFILES = ("dev", "staging", "prod")
+
+
+@dataclass(frozen=True)
 class Settings:
+    # Selects the [profiles.<name>] table of tether.toml; prod adds checks at service start.
+    profile: Profile = "dev"
     model: str = "claude-opus-4-8"
     api: ApiSettings = ApiSettings()
     output: OutputSettings = OutputSettings()
@@ -89,6 +106,7 @@ class Settings:
     tools: ToolSettings = ToolSettings()
     store: StoreSettings = StoreSettings()
     compaction: CompactionSettings = CompactionSettings()
+    server: ServerSettings = ServerSettings()
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # MCP servers by name: {command, args, env, cwd} for stdio or {url, headers} for HTTP.
     mcp: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -101,17 +119,26 @@ class Settings:
         environ: Mapping[str, str] | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Defaults, then ``path`` (or ./tether.toml if it exists), then ``environ``, then ``overrides``.
+        """Defaults, then ``path`` (or ./tether.toml if it exists) with its ``[profiles.<profile>]``
+        table, then ``environ``, then ``overrides``.
 
         ``overrides`` uses dotted names: ``Settings.load(**{"limits.max_turns": 5})``.
         """
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
         toml_path = path or Path("tether.toml")
-        if path is not None or toml_path.exists():
-            values.update(_flatten(_read_toml(toml_path)))
-        values.update(_from_env(environ))
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        table = _read_toml(toml_path) if path is not None or toml_path.exists() else {}
+        profiles = table.pop("profiles", {})
+        env, given = _from_env(environ), {k: v for k, v in overrides.items() if v is not None}
+        values: dict[str, Any] = _flatten(table)
+        profile = given.get("profile") or env.get("profile") or values.get("profile") or "dev"
+        if profile not in PROFILES:
+            raise ConfigError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+        if unknown := set(profiles) - set(PROFILES):
+            raise ConfigError(f"tether.toml has [profiles.{sorted(unknown)[0]}]; profiles are {', '.join(PROFILES)}")
+        values.update(_flatten(profiles.get(profile, {})))
+        values.update(env)
+        values.update(given)
+        values["profile"] = profile
         return _build(values)
 
     def redacted(self) -> dict[str, Any]:
@@ -142,6 +169,7 @@ ENV = {
     "ANTHROPIC_API_KEY": "api.api_key",
     "ANTHROPIC_BASE_URL": "api.base_url",
     "TETHER_MODEL": "model",
+    "TETHER_PROFILE": "profile",
     "TETHER_STORE_URL": "store.url",
     "ENABLE_STREAMING": "output.streaming",
     "ENABLE_PROMPT_CACHE": "cache.enabled",
@@ -206,11 +234,12 @@ _GROUPS = {
     "tools": ToolSettings,
     "store": StoreSettings,
     "compaction": CompactionSettings,
+    "server": ServerSettings,
 }
 
 
 def _known() -> list[str]:
-    names = ["model", "models", "mcp"]
+    names = ["profile", "model", "models", "mcp"]
     for group, cls in _GROUPS.items():
         names += [f"{group}.{f.name}" for f in dataclasses.fields(cls)]
     return names
@@ -232,6 +261,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _convert(name: str, default: Any, value: Any) -> Any:
     """Coerce strings from the environment to the type of the default, with a clear error."""
+    if isinstance(default, tuple):
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else tuple(value)
     if not isinstance(value, str):
         return value
     if isinstance(default, bool):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tether.agent.loop import Agent, Run
 from tether.api.client import AnthropicClient
+from tether.checks import problems
 from tether.cli import sessions as sessions_cli
 from tether.cli.render import JsonRenderer, RichRenderer
 from tether.cli.sessions import open_sessions
@@ -51,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
     fake.add_argument("--turns", type=int, default=50, help="turns of the simulated coding agent")
     fake.add_argument("--first-token-delay", type=float, default=0.0, help="seconds before each response")
     fake.add_argument("--token-delay", type=float, default=0.0, help="seconds per streamed output token")
+
+    config = sub.add_parser("config", help="show or check the effective configuration")
+    config.add_argument("config_command", choices=["show", "check"])
+    config.add_argument("--config", type=Path, help="a tether.toml to read")
+    config.add_argument("--profile", choices=["dev", "staging", "prod"])
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -160,6 +166,19 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if outcome == "completed" else 1
 
 
+async def cmd_config(args: argparse.Namespace) -> int:
+    settings = Settings.load(path=args.config, profile=args.profile)
+    if args.config_command == "show":
+        print(json.dumps(settings.redacted(), indent=2, default=str))
+        return 0
+    found = await problems(settings, service=True)
+    for problem in found:
+        print(f"✗ {problem}")
+    if not found:
+        print(f"✓ configuration ok (profile {settings.profile}, model {settings.model})")
+    return 1 if found else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -176,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             ok, message = verify(args.file)
             print(message)
             return 0 if ok else 1
+        if args.command == "config":
+            return asyncio.run(cmd_config(args))
         if args.command == "sessions":
             if args.sessions_command == "resume":
                 args.command, args.resume = "run", args.id
