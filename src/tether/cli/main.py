@@ -14,7 +14,9 @@ from pathlib import Path
 from tether.agent.loop import Agent, Run
 from tether.api.client import AnthropicClient
 from tether.checks import problems
+from tether.cli import batch as batch_cli
 from tether.cli import sessions as sessions_cli
+from tether.cli import worker as worker_cli
 from tether.cli.render import JsonRenderer, RichRenderer
 from tether.cli.sessions import open_sessions
 from tether.config import Settings, project_memory
@@ -44,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("task", nargs="?", help="a follow-up message")
     _agent_options(resume)
     resume.add_argument("--json", action="store_true", help="print events as JSON lines")
+
+    batch_cli.add_parser(sub)
+    worker_cli.add_parsers(sub)
 
     fake = sub.add_parser("fake-api", help="serve tether's fake Messages API (for tests and demos)")
     fake.add_argument("--host", default="127.0.0.1")
@@ -202,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.command, args.resume = "run", args.id
             else:
                 return asyncio.run(sessions_cli.command(args, Settings.load(path=args.config)))
+        if args.command == "batch":
+            return batch_cli.command(args)
+        if args.command in ("worker", "enqueue"):
+            return worker_cli.command(args)
         with _endpoint(args) as endpoint:
             settings = settings_from(args, **(endpoint or {}))
             if args.command == "run":
