@@ -145,8 +145,9 @@ async def test_while_a_probe_is_out_other_calls_fail_fast(fake, key, api, clock)
 
 async def test_a_failure_rate_over_the_window_opens_the_circuit(fake, key, api, clock):
     client = breaker(api, clock, failure_rate=0.5, window=6)
-    script = [True, False, True, False, True, False]  # True: fails; never 3 in a row
-    for failing in script:
+    script = [True, False, True, False, False, True]  # True: fails; never 3 in a row
+    for n, failing in enumerate(script):
+        assert set(client.states().values()) <= {"closed"}, n
         if failing:
             fake.fail_next(overloaded(), key=key)
             await fail(client)

@@ -82,7 +82,7 @@ redis.call('EXPIRE', key, ARGV[1])
 return '0'
 """
 
-# ARGV: ttl, then name, limit, ceiling triples ('' for none).
+# ARGV: ttl, then name, limit, ceiling triples ('' for none). Returns name, capacity, ... of every bucket.
 _CORRECT = _PRELUDE + """
 for i = 2, #ARGV, 3 do
   local name, limit, ceiling = ARGV[i], num(ARGV[i + 1]), num(ARGV[i + 2])
@@ -97,7 +97,12 @@ for i = 2, #ARGV, 3 do
   end
 end
 redis.call('EXPIRE', key, ARGV[1])
-return '0'
+local out = {}
+for _, field in ipairs(redis.call('HKEYS', key)) do
+  local name = string.match(field, '^(.*):cap$')
+  if name then out[#out + 1] = name; out[#out + 1] = redis.call('HGET', key, field) end
+end
+return out
 """
 
 # ARGV: ttl, seconds.
@@ -148,11 +153,12 @@ class RedisBuckets:
     async def give(self, key: str, amounts: Amounts, now: float) -> None:
         await self._give(keys=[self._key(key)], args=[self.ttl, *_pairs(amounts)])
 
-    async def correct(self, key: str, observed: Mapping[str, Observed], now: float) -> None:
+    async def correct(self, key: str, observed: Mapping[str, Observed], now: float) -> dict[str, float]:
         args: list[Any] = [self.ttl]
         for name, seen in observed.items():
             args += [name, _opt(seen.limit), _opt(seen.ceiling)]
-        await self._correct(keys=[self._key(key)], args=args)
+        flat = [_text(v) for v in await self._correct(keys=[self._key(key)], args=args)]
+        return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def pause(self, key: str, seconds: float, now: float) -> None:
         await self._pause(keys=[self._key(key)], args=[self.ttl, repr(float(seconds))])
