@@ -322,3 +322,22 @@ async def test_usage_and_cost_are_counted_per_turn_and_per_run(fake, key, make_a
     assert reports[-1].total_usage == reports[0].usage + reports[1].usage
     assert reports[-1].total_dollars == pytest.approx(reports[0].dollars + reports[1].dollars)
     assert events[-1].dollars == pytest.approx(reports[-1].total_dollars)
+
+
+async def test_a_stream_restarted_by_the_retry_wrapper_is_announced_and_its_partial_output_dropped(
+        fake, key, make_agent):
+    from tether import AnthropicClient
+    from tether.fleet.retry import RetryingClient
+    from tether.testing import ResetMidStream
+
+    fake.script(["Long answer " * 40] * 2, key=key)  # the failed attempt takes one turn
+    fake.fail_next(ResetMidStream(after_events=6), key=key)
+    agent = make_agent()
+    agent.client = RetryingClient(AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0), base=0.01)
+    events = await collect(agent, "talk")
+    warnings = events_of("warning", events)
+    assert [w.code for w in warnings] == ["stream_restarted"]
+    assert events[-1].outcome == "completed"
+    after = events[events.index(warnings[0]) + 1:]
+    assert "".join(e.text for e in events_of("text_delta", after)) == "Long answer " * 40
+    assert events[-1].turns == 1

@@ -57,9 +57,10 @@ def batch_command(tasks: Path, out: Path, workspaces: Path, concurrency: int = 4
             "--tools", "bash,editor", "--workspaces", str(workspaces), "--status-every", "1"]
 
 
-async def check_sessions(store_path: Path, tasks: Path, ids: list[str]) -> None:
+async def check_sessions(store_path: Path, tasks: Path, ids: list[str]) -> list[str]:
     """One session per line, each run once: the task asked once, every turn once, every tool call once."""
     store = await open_store(str(store_path))
+    interrupted: list[str] = []
     try:
         sessions = await store.list(SessionQuery(tag="batch", limit=1000))
         key = str(tasks.resolve())
@@ -74,13 +75,19 @@ async def check_sessions(store_path: Path, tasks: Path, ids: list[str]) -> None:
             assert len(task_messages) == 1, "the task was sent once: the session never started over"
             for calls, answers in zip(messages[1::2], messages[2::2], strict=False):
                 called = [b["id"] for b in calls.content if b["type"] == "tool_use"]
-                answered = [b["tool_use_id"] for b in answers.content if b["type"] == "tool_result"]
-                assert called == answered, "every tool call answered exactly once"
-                for call_id in called:
-                    assert ledger[call_id].status == "finished", "every call claimed in the ledger, once"
+                results = [b for b in answers.content if b["type"] == "tool_result"]
+                assert called == [b["tool_use_id"] for b in results], "every tool call answered exactly once"
+                for result in results:
+                    entry = ledger[result["tool_use_id"]]  # claimed before it ran
+                    if entry.status == "started":  # cut by the kill: answered as interrupted, not run again
+                        assert result["is_error"] and "interrupted" in str(result["content"]), result
+                        interrupted.append(entry.tool_use_id)
+                    else:
+                        assert entry.result == result, "the recorded result is the one the model saw"
             assert len(ledger) == sum(len([b for b in m.content if b["type"] == "tool_use"]) for m in messages)
     finally:
         await store.close()
+    return interrupted
 
 
 def test_a_batch_killed_mid_way_resumes_and_finishes_every_line_once(fake, tmp_path):

@@ -12,7 +12,16 @@ from tether import AnthropicClient, Message, MessagesRequest
 from tether.errors import APIConnectionError, APIStatusError
 from tether.fleet.breaker import Breakers, CircuitBreakerClient, CircuitOpen
 from tether.fleet.retry import RetryingClient
-from tether.testing import ErrorResponse, FakeAPI, ManualClock, Reset, StreamError, overloaded, rate_limited, server_error
+from tether.testing import (
+    ErrorResponse,
+    FakeAPI,
+    ManualClock,
+    Reset,
+    StreamError,
+    overloaded,
+    rate_limited,
+    server_error,
+)
 
 MODEL = "claude-opus-4-8"
 
@@ -134,9 +143,10 @@ async def test_while_a_probe_is_out_other_calls_fail_fast(fake, key, api, clock)
     for _ in range(3):
         await fail(client)
     clock.advance(10.0)
-    fake.set_latency(first_token=0.3, key=key)
+    fake.set_latency(first_token=0.5, key=key)
     probe = asyncio.create_task(client.create(ask("probe")))
-    await asyncio.sleep(0.05)
+    while len(fake.requests_for(key)) < 4:  # until the probe is at the fake, answering slowly
+        await asyncio.sleep(0.005)
     with pytest.raises(CircuitOpen, match="probe is under way"):
         await client.create(ask())
     assert (await probe).message.text == "probe"

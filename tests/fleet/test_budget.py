@@ -106,7 +106,7 @@ async def test_concurrent_calls_never_reserve_past_the_budget(fake, key, api):
 
 
 async def test_a_spent_budget_refuses_new_work_and_others_scopes_go_on(fake, key, api):
-    budgets = Budgets({"queue:a": "0.03", "queue:b": "1"})
+    budgets = Budgets({"queue:a": estimate_cost(ask()) + Decimal("0.00001"), "queue:b": "1"})
     a = BudgetClient(api, budgets, ["queue:a", "fleet"])
     b = BudgetClient(api, budgets, ["queue:b", "fleet"])
     await a.create(ask())

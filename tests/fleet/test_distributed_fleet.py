@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,17 +22,21 @@ from collections.abc import AsyncIterator
 import pytest
 from workers.harness import Workers, fresh_database, query
 
+from tether.config import Settings
 from tether.fleet.spec import RunSpec
 from tether.store.sql import open_store
 from tether.testing import FakeAPI, server_error
+from tether.testing.fake.ratelimit import Limits
 
 pytest.importorskip("dbos")
 
-from tether.fleet.distributed import DistributedFleet, prepare_database  # noqa: E402
+from tether.fleet.distributed import DistributedFleet, prepare_database
 
 CONCURRENCY = 2
 WORKERS = ("w1", "w2")
 KEY = f"dist-{uuid.uuid4().hex[:12]}"
+REDIS_URL = os.environ.get("TETHER_TEST_REDIS", "redis://127.0.0.1:6379/0")
+PREFIX = f"tether-test-{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +53,31 @@ def url():
 
 
 @pytest.fixture(scope="module")
-def workers(url, fake, tmp_path_factory):
+def redis_url():
+    """Redis for the shared buckets and budgets, or None (the tests that need it skip)."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        yield None
+        return
+    yield REDIS_URL
+    client = redis.Redis.from_url(REDIS_URL)
+    if keys := list(client.scan_iter(f"{PREFIX}*")):
+        client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def workers(url, fake, redis_url, tmp_path_factory):
     logs = tmp_path_factory.mktemp("workers")
     config = logs / "tether.toml"
     config.write_text(f'[api]\napi_key = "{KEY}"\nbase_url = "{fake.base_url}"\nmax_retries = 0\n')
     pool = Workers(url, logs)
+    pool.options = ["--config", str(config), "--heartbeat", "0.3", "--dead-after", "2", "--poll", "0.1"]
+    if redis_url:
+        pool.options += ["--redis", redis_url, "--redis-prefix", PREFIX, "--budget-limit", "queue:poor=0.000001"]
     for worker in WORKERS:
-        pool.cli(worker, "--config", str(config), "--concurrency", str(CONCURRENCY), "--heartbeat", "0.3",
-                 "--dead-after", "2", "--poll", "0.1", "--drain", "5")
+        pool.cli(worker, *pool.options, "--concurrency", str(CONCURRENCY), "--drain", "5")
     try:
         pool.wait_ready()
         yield pool
@@ -140,25 +163,25 @@ async def test_a_higher_priority_run_overtakes_the_queue(url, fake, fleet):
 
 
 async def test_cancel_a_queued_and_a_running_run(url, fake, fleet):
-    fake.set_latency(1.0, key=KEY)
+    fake.set_latency(1.5, key=KEY)
     held = [await fleet.enqueue(RunSpec(f"held {i}")) for i in range(CONCURRENCY * len(WORKERS))]
-    await until(lambda: _eq(running(fleet, held), len(held)), "every slot busy")
-    queued = await fleet.enqueue(RunSpec("waiting"))
-    await fleet.cancel(queued)
-    await fleet.cancel(held[0])
-    cancelled_queued, cancelled_running = await fleet.result(queued), await fleet.result(held[0])
-    fake.set_latency(0.0, key=KEY)
-    rest = [await fleet.result(i) for i in held[1:]]
+    store = await open_store(url)
+    try:
+        await until(lambda: _all_status(store, [f"ses_{i}" for i in held], "running"), "every slot busy")
+        queued = await fleet.enqueue(RunSpec("waiting"))
+        await fleet.cancel(queued)
+        await fleet.cancel(held[0])
+        cancelled_queued, cancelled_running = await fleet.result(queued), await fleet.result(held[0])
+        await until(lambda: _all_status(store, [cancelled_running.session_id], "interrupted"),
+                    "the cancelled run's session to be marked interrupted", timeout=5)
+        fake.set_latency(0.0, key=KEY)
+        rest = [await fleet.result(i) for i in held[1:]]
+        assert await store.get(cancelled_queued.session_id) is None, "a run cancelled in the queue never started"
+    finally:
+        await store.close()
     assert cancelled_queued.outcome == cancelled_running.outcome == "cancelled"
     assert not cancelled_queued.ok
     assert [o.outcome for o in rest] == ["completed"] * (len(held) - 1)
-    store = await open_store(url)
-    try:
-        assert await store.get(cancelled_queued.session_id) is None, "a run cancelled in the queue never started"
-        await until(lambda: _status_is(store, cancelled_running.session_id, "interrupted"),
-                    "the cancelled run's session to be marked interrupted", timeout=5)
-    finally:
-        await store.close()
     assert (await fleet.status(held[0])).state == "cancelled"
 
 
@@ -178,6 +201,35 @@ async def test_no_worker_runs_more_than_its_concurrency(url, fake, fleet):
     assert max(most.values()) == CONCURRENCY, most
 
 
+async def test_the_workers_pace_calls_with_buckets_shared_in_redis(fake, fleet, redis_url):
+    if not redis_url:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL} (set TETHER_TEST_REDIS)")
+    from tether.fleet.shared_state import RedisBuckets, open_redis
+
+    # The fake's buckets sit on its manual clock (no refill); Redis refills these 60 requests at 1/s.
+    fake.set_limits(Limits(60, 40_000_000, 8_000_000), key=KEY)
+    try:
+        outcomes = await fleet.map(RunSpec(f"paced {i}") for i in range(4))
+    finally:
+        fake.set_limits(Limits(10**6, 10**9, 10**9), key=KEY)
+    assert [o.outcome for o in outcomes] == ["completed"] * 4
+    redis = open_redis(redis_url)
+    label = hashlib.sha256(KEY.encode()).hexdigest()[:12]  # the limiter's name for the key, not the key
+    levels = await RedisBuckets(redis, prefix=PREFIX).levels(f"{label}/{Settings().model}")
+    await redis.aclose()
+    assert {name: cap for name, (_, cap) in levels.items()} == {
+        "requests": 60, "input_tokens": 40_000_000, "output_tokens": 8_000_000}, "learned from the headers"
+    assert levels["requests"][0] < 59, "the four calls were taken from the shared bucket"
+
+
+async def test_a_queue_over_its_shared_budget_is_refused(fleet, redis_url):
+    if not redis_url:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL} (set TETHER_TEST_REDIS)")
+    poor, rich = await fleet.map([RunSpec("too dear", queue="poor"), RunSpec("fine", queue="rich")])
+    assert (poor.outcome, rich.outcome) == ("budget_exhausted", "completed")
+    assert "queue:poor" in poor.error
+
+
 def tether(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tether.cli.main", *args], capture_output=True, text=True,
                           timeout=60)
@@ -187,21 +239,20 @@ async def test_tether_enqueue_a_file_twice_queues_it_once(url, fleet, tmp_path):
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text('{"id": "a", "task": "alpha"}\n{"task": "beta"}\n')
     first = await asyncio.to_thread(tether, "enqueue", str(tasks), "--db", url, "--tag", "nightly")
-    again = await asyncio.to_thread(tether, "enqueue", str(tasks), "--db", url)
     assert first.returncode == 0, first.stderr
     ids = first.stdout.split()
-    assert len(ids) == 2 and again.stdout.split() == ids, "the same file names the same runs"
-    outcomes = [await fleet.result(i) for i in ids]
-    assert [(o.spec_id, o.text) for o in outcomes] == [("a", "alpha"), (outcomes[1].spec_id, "beta")]
-    waited = await asyncio.to_thread(tether, "enqueue", "one more", "--db", url, "--wait")
-    assert waited.returncode == 0, waited.stderr
-    line = json.loads(waited.stdout)
-    assert (line["outcome"], line["text"]) == ("completed", "one more") and line["run_id"].startswith("run_")
+    again = await asyncio.to_thread(tether, "enqueue", str(tasks), "--db", url, "--wait")
+    assert again.returncode == 0, again.stderr
+    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    assert len(ids) == 2 and [line["run_id"] for line in lines] == ids, "the same file names the same runs"
+    assert [(line["outcome"], line["text"]) for line in lines] == [("completed", "alpha"), ("completed", "beta")]
+    assert lines[0]["spec_id"] == "a"
+    assert [(await fleet.status(i)).attempts for i in ids] == [1, 1], "each ran once"
 
 
 async def test_a_worker_stops_cleanly_on_sigterm(url, workers):
-    workers.cli("w3", "--heartbeat", "0.3", "--dead-after", "2", "--poll", "0.1")
-    await asyncio.to_thread(workers.wait_ready)
+    workers.cli("w3", *workers.options)
+    await asyncio.to_thread(workers.wait_ready, "w3")
     process = workers.processes["w3"]
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 15) == 0, workers.log("w3")
@@ -209,8 +260,8 @@ async def test_a_worker_stops_cleanly_on_sigterm(url, workers):
 
 
 async def test_a_worker_declared_dead_stops_at_once(url, workers):
-    workers.cli("w4", "--heartbeat", "0.3", "--dead-after", "2", "--poll", "0.1")
-    await asyncio.to_thread(workers.wait_ready)
+    workers.cli("w4", *workers.options)
+    await asyncio.to_thread(workers.wait_ready, "w4")
     query(url, "UPDATE tether_fleet_workers SET claimed_by = 'someone', claimed_at = now() "
                "WHERE executor_id = 'w4' RETURNING 1")
     assert await asyncio.to_thread(workers.processes["w4"].wait, 10) == 3, workers.log("w4")
@@ -221,6 +272,6 @@ async def _eq(count, want: int) -> bool:
     return await count == want
 
 
-async def _status_is(store, session_id: str, status: str) -> bool:
-    info = await store.get(session_id)
-    return info is not None and info.status == status
+async def _all_status(store, session_ids: list[str], status: str) -> bool:
+    infos = [await store.get(session_id) for session_id in session_ids]
+    return all(info is not None and info.status == status for info in infos)

@@ -15,7 +15,15 @@ from tether.errors import APIConnectionError, APIStatusError
 from tether.fleet.breaker import Breakers, CircuitBreakerClient
 from tether.fleet.fallback import FallbackClient, adapt, adapt_thinking
 from tether.fleet.retry import RetryingClient
-from tether.testing import ErrorResponse, FakeAPI, ManualClock, ResetMidStream, overloaded, rate_limited, server_error
+from tether.testing import (
+    ErrorResponse,
+    FakeAPI,
+    ManualClock,
+    ResetMidStream,
+    overloaded,
+    rate_limited,
+    server_error,
+)
 
 PRIMARY = "claude-opus-4-8"  # adaptive thinking only, 128k output
 MANUAL = "claude-haiku-4-5-20251001"  # manual thinking budget, 64k output

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tether import AnthropicClient, Settings
+from tether import AnthropicClient
 from tether.agent import events as ev
 from tether.fleet.local import Fleet, RunHandle
 from tether.fleet.spec import RunOutcome, RunSpec

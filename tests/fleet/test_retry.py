@@ -1,6 +1,6 @@
 """Retries against the fake Messages API's faults: what is retried, how long it waits, and streams.
 
-The sleep is a recording fake (no real waiting); the stall test uses a real 0.3 s read timeout.
+The sleep is a recording fake (no real waiting); the stall test uses a real 0.5 s read timeout.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tether import AnthropicClient, Message, MessagesRequest
-from tether.api.stream import MessageComplete, TextDelta
+from tether.api.stream import MessageComplete, StreamRestart, TextDelta
 from tether.errors import APIConnectionError, APIStatusError
 from tether.fleet.retry import RetryingClient
 from tether.testing import (
@@ -111,19 +111,24 @@ async def test_a_stream_that_fails_before_its_first_event_is_retried(fake, key, 
     assert len(sleeps.slept) == 2
 
 
-@pytest.mark.parametrize(
-    "fault,error", [(ResetMidStream(after_events=4), APIConnectionError), (StreamError(after_events=4), APIStatusError)]
-)
-async def test_a_stream_that_fails_after_yielding_events_is_raised_not_restarted(fake, key, api, sleeps, fault, error):
+@pytest.mark.parametrize("fault", [ResetMidStream(after_events=4), StreamError(after_events=4)])
+async def test_a_stream_that_fails_after_yielding_events_is_restarted_and_says_so(fake, key, api, sleeps, fault):
     fake.fail_next(fault, key=key)
-    seen = []
-    with pytest.raises(error):
-        async for event in retrying(api, sleeps).stream(ask(LONG)):
-            seen.append(event)
-    # the consumer saw one attempt's events, cut: never a second attempt's events after them
-    assert seen and not any(isinstance(e, MessageComplete) for e in seen)
-    assert len(fake.requests_for(key)) == 1
-    assert sleeps.slept == []
+    seen = [event async for event in retrying(api, sleeps).stream(ask(LONG))]
+    restarts = [i for i, e in enumerate(seen) if isinstance(e, StreamRestart)]
+    assert len(restarts) == 1 and restarts[0] > 0, "the first attempt's events came, then the restart"
+    after = seen[restarts[0] + 1:]
+    assert isinstance(after[-1], MessageComplete) and after[-1].response.message.text == LONG
+    assert "".join(e.text for e in after if isinstance(e, TextDelta)) == LONG
+    assert len(fake.requests_for(key)) == 2 and len(sleeps.slept) == 1
+
+
+async def test_a_stream_that_keeps_failing_raises_after_its_attempts(fake, key, api, sleeps):
+    fake.fail_next(*[ResetMidStream(after_events=4)] * 4, key=key)
+    with pytest.raises(APIConnectionError):
+        async for _ in retrying(api, sleeps).stream(ask(LONG)):
+            pass
+    assert len(fake.requests_for(key)) == 4
 
 
 @pytest.mark.parametrize("fault", [ResetMidStream(after_events=4), StreamError(after_events=4)])
@@ -135,8 +140,8 @@ async def test_the_same_faults_are_retried_for_a_call_that_does_not_stream(fake,
 
 
 async def test_a_stalled_stream_times_out_and_is_retried(fake, key, sleeps):
-    api = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0, timeout=0.3)
-    fake.fail_next(Stall(seconds=3.0, after_events=0), key=key)
+    api = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0, timeout=0.5)
+    fake.fail_next(Stall(seconds=5.0, after_events=0), key=key)
     try:
         events = await collect(retrying(api, sleeps), ask(LONG))  # the fake echoes
     finally:

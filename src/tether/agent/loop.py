@@ -329,6 +329,10 @@ class Run:
             async for event in self.agent.client.stream(request):
                 if isinstance(event, st.MessageComplete):
                     response = event.response
+                elif isinstance(event, st.StreamRestart):
+                    names.clear()
+                    yield ev.Warning("stream_restarted", f"the stream failed ({event.error}); the model call is "
+                                     f"being made again (attempt {event.attempt + 1}): discard its partial output")
                 elif (mapped := _map(event, names)) is not None:
                     yield mapped
             assert response is not None

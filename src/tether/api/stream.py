@@ -65,7 +65,18 @@ class MessageComplete:
     response: Response
 
 
-StreamEvent = MessageStart | BlockStart | TextDelta | ThinkingDelta | InputJsonDelta | BlockStop | MessageComplete
+@dataclass(slots=True)
+class StreamRestart:
+    """The stream failed after some events and the call is being made again: forget its partial output."""
+
+    attempt: int
+    error: str
+
+
+StreamEvent = (
+    MessageStart | BlockStart | TextDelta | ThinkingDelta | InputJsonDelta | BlockStop | MessageComplete
+    | StreamRestart
+)
 
 
 class _Open:

@@ -35,6 +35,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--drain", type=float, default=30.0,
                         help="on SIGTERM, seconds to let running runs finish before stopping them (default 30)")
     worker.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the queue (default 0.5)")
+    worker.add_argument("--redis", help="share rate-limit buckets and budgets with the other workers in this Redis "
+                        "(redis://HOST:6379/0); without it each worker paces itself and there are no budgets")
+    worker.add_argument("--redis-prefix", default="tether:", help="the Redis key prefix (default tether:)")
+    worker.add_argument("--budget-limit", action="append", default=[], metavar="SCOPE=DOLLARS",
+                        help="set a shared budget at start (needs --redis): fleet=100, queue:acme=20, 'run:*=2'")
     worker.add_argument("--model", help="the default model for runs that name none")
     worker.add_argument("--log-level", default="WARNING", help="DBOS's log level (default WARNING)")
 
@@ -78,7 +83,24 @@ async def _worker(args: argparse.Namespace, url: str, settings: Settings) -> int
             dead_after=args.dead_after, drain=args.drain, poll=args.poll, log_level=args.log_level.upper())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return await distributed.serve_worker(url, settings=settings, options=options, store_url=args.store)
+    if args.budget_limit and not args.redis:
+        raise UserError("--budget-limit needs --redis: budgets are shared through Redis")
+    shared = distributed.SharedState(args.redis, args.redis_prefix, _limits(args.budget_limit))
+    return await distributed.serve_worker(url, settings=settings, options=options, store_url=args.store,
+                                          shared=shared)
+
+
+def _limits(items: list[str]) -> dict[str, float]:
+    limits = {}
+    for item in items:
+        scope, sep, dollars = item.partition("=")
+        try:
+            limits[scope.strip()] = float(dollars)
+        except ValueError:
+            sep = ""
+        if not sep or not scope.strip():
+            raise UserError(f"--budget-limit takes SCOPE=DOLLARS (fleet=100, queue:acme=20), not {item!r}")
+    return limits
 
 
 async def _enqueue(args: argparse.Namespace, url: str) -> int:

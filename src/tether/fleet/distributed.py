@@ -9,7 +9,8 @@ Built on DBOS (durable workflows and queues on PostgreSQL; pinned to ``dbos==3.4
 - ``distributed_worker``: ``Worker``, one per process: dequeues and runs, heartbeats, recovers the
   runs of dead workers, stops cleanly.
 - ``distributed_liveness``: the heartbeat table and the claim on a dead worker.
-- ``shared_state``: rate-limit buckets and budgets shared by every worker (Redis).
+- ``shared_state``: rate-limit buckets and budgets shared by every worker (Redis), wired into each
+  run's ``ModelClient`` through ``compose.build_client`` (``client_factory``).
 
 **One database.** DBOS's system tables (schema ``dbos``), the heartbeat table
 (``tether_fleet_workers``) and, by default, tether's session store (``sessions``, ``messages``,
@@ -33,12 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import hashlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
-from tether.api.client import AnthropicClient, ModelClient
+from tether.api.client import ModelClient
 from tether.config import Settings
+from tether.fleet.breaker import Breakers
+from tether.fleet.buckets import BucketStore
+from tether.fleet.budget import BudgetLedger
+from tether.fleet.compose import FleetOptions, base_client, build_client, scopes_for
 from tether.fleet.distributed_client import (
     DistributedFleet,
     RunNotFound,
@@ -50,6 +56,8 @@ from tether.fleet.distributed_client import (
 from tether.fleet.distributed_runner import APP_VERSION, QUEUE, RunFunction, session_id_for
 from tether.fleet.distributed_worker import EXIT_FENCED, EXIT_OK, Worker, WorkerOptions
 from tether.fleet.execute import execute
+from tether.fleet.ratelimit import RateLimiter
+from tether.fleet.spec import RunOutcome, RunSpec
 from tether.sessions import Sessions
 from tether.store.sql import open_store
 
@@ -63,56 +71,83 @@ __all__ = [
     "RunNotFound",
     "RunState",
     "RunStatus",
+    "SharedState",
     "Worker",
     "WorkerOptions",
+    "client_factory",
     "dbos_url",
-    "model_client",
     "prepare_database",
     "serve_worker",
     "session_id_for",
 ]
 
 
-def model_client(settings: Settings) -> ModelClient:
-    """The worker's ``ModelClient``: the SDK client, wrapped by the fleet's limits when
-    ``tether.fleet.compose`` offers them (``build_client``)."""
-    client = AnthropicClient(api_key=settings.api.api_key, base_url=settings.api.base_url,
-                             max_retries=settings.api.max_retries, timeout=settings.api.timeout)
-    try:
-        from tether.fleet.compose import build_client
-    except ImportError:
-        return client
-    return build_client(client, settings)
+@dataclass(frozen=True)
+class SharedState:
+    """Where the workers share rate-limit buckets and budgets: a Redis URL and a key prefix. Without
+    one, each worker keeps its own buckets (the API's headers still correct them) and no budgets.
+    ``limits`` (dollars by scope, ``"queue:*"`` patterns too) are written to the shared ledger when
+    the worker starts: give every worker the same ones."""
+
+    redis_url: str | None = None
+    prefix: str = "tether:"
+    limits: Mapping[str, float] = field(default_factory=dict)  # budgets to set at start, by scope
 
 
-async def serve_worker(url: str, *, settings: Settings, options: WorkerOptions = WorkerOptions(),
-                       store_url: str | None = None, client: ModelClient | None = None,
-                       stop: asyncio.Event | None = None) -> int:
+def client_factory(settings: Settings, base: ModelClient, *, buckets: BucketStore | None = None,
+                   budgets: BudgetLedger | None = None) -> Callable[[RunSpec], ModelClient]:
+    """A ``ModelClient`` for each run: ``compose.build_client``'s stack over the shared ``base``,
+    with one rate limiter and one set of breakers for the worker (its buckets in ``buckets`` when
+    shared), and the run's budgets (``run:<session>``, ``queue:<queue>``, ``fleet``) in ``budgets``.
+    ``api.max_retries`` retries per call, by ``RetryingClient`` (the SDK's own are off)."""
+    label = hashlib.sha256((settings.api.api_key or "").encode()).hexdigest()[:12]
+    limiter = RateLimiter(buckets, key=label)
+    breakers = Breakers()
+    options = FleetOptions(retry_attempts=settings.api.max_retries + 1)
+
+    def client_for(spec: RunSpec) -> ModelClient:
+        return build_client(settings, options, base=base, limiter=limiter, breakers=breakers, budgets=budgets,
+                            scopes=scopes_for(run=spec.session_id, queue=spec.queue))
+
+    return client_for
+
+
+async def serve_worker(url: str, *, settings: Settings, options: WorkerOptions | None = None,
+                       store_url: str | None = None, shared: SharedState | None = None,
+                       base: ModelClient | None = None, stop: asyncio.Event | None = None) -> int:
     """Run a worker until SIGTERM or SIGINT (or ``stop``), with the session store at ``store_url``
-    (default: ``url``) and runs made by ``execute``. Returns the exit code."""
-    stop = stop or asyncio.Event()
-    async with _resources(url, store_url, settings, client) as (sessions, model):
-        run: RunFunction = functools.partial(execute, client=model, sessions=sessions, settings=settings)
-        worker = Worker(url, sessions=sessions, run=run, options=options)
+    (default: ``url``), each run made by ``execute`` with a client from ``client_factory`` over
+    ``base`` (default: the SDK client of ``settings.api``). Returns the exit code."""
+    stop, shared = stop or asyncio.Event(), shared or SharedState()
+    async with contextlib.AsyncExitStack() as stack:
+        store = await open_store(store_url or url)
+        stack.push_async_callback(store.close)
+        sessions = Sessions(store)
+        if base is None:
+            base = base_client(settings)
+            stack.push_async_callback(base.aclose)
+        buckets = budgets = None
+        if shared.redis_url:
+            from tether.fleet.shared_state import RedisBuckets, RedisBudgets, open_redis
+
+            redis = open_redis(shared.redis_url)
+            stack.push_async_callback(redis.aclose)
+            buckets, budgets = RedisBuckets(redis, prefix=shared.prefix), RedisBudgets(redis, prefix=shared.prefix)
+            for scope, dollars in shared.limits.items():
+                await budgets.set_limit(scope, dollars)
+        client_for = client_factory(settings, base, buckets=buckets, budgets=budgets)
+
+        async def run(spec: RunSpec) -> RunOutcome:
+            return await execute(spec, client=client_for(spec), sessions=sessions, settings=settings)
+
+        worker = Worker(url, sessions=sessions, run=run, options=options or WorkerOptions())
         with _stop_on_signals(stop):
             return await worker.serve(stop)
-
-
-@contextlib.asynccontextmanager
-async def _resources(url: str, store_url: str | None, settings: Settings,
-                     client: ModelClient | None) -> AsyncIterator[tuple[Sessions, ModelClient]]:
-    store = await open_store(store_url or url)
-    model = client or model_client(settings)
-    try:
-        yield Sessions(store), model
-    finally:
-        if client is None and (aclose := getattr(model, "aclose", None)) is not None:
-            await aclose()
-        await store.close()
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event):
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:

@@ -20,7 +20,7 @@ What ``serve`` does, in order:
 **Timeouts.** A worker is dead after ``dead_after`` seconds without a beat (15 s by default, with a
 beat every 2 s: seven missed beats). A run on a dead worker is taken over within about
 ``dead_after + heartbeat`` seconds, plus the queue's polling interval. A claim lapses after
-``lease`` seconds (``2 × dead_after``), so a recoverer that dies half-way is covered.
+``lease`` seconds (``2 * dead_after``), so a recoverer that dies half-way is covered.
 
 **At-least-once, and why it is enough.** Recovery re-runs the workflow; DBOS skips the steps that
 finished (see ``distributed_runner``) and re-runs the one that was cut short, ``execute``, which
@@ -67,7 +67,7 @@ class WorkerOptions:
     concurrency: int | None = None  # runs at once per worker; None keeps the queue's setting
     heartbeat: float = 2.0
     dead_after: float = 15.0
-    lease: float | None = None  # None: 2 × dead_after
+    lease: float | None = None  # None: 2 * dead_after
     drain: float = 30.0  # seconds a stop waits for running runs before cancelling them
     poll: float = DEFAULT_POLL  # seconds between two looks at the queue
     log_level: str = "WARNING"  # DBOS's own logging
@@ -186,7 +186,7 @@ class Worker:
         DBOS's ``destroy`` stops the queue pollers at once, then waits (in its thread) for the runs
         in flight; they go on meanwhile on this loop. A cancelled run stays PENDING in DBOS.
         """
-        if drain:
+        if drain and self.runner.running:  # (DBOS's wait sleeps a second before it first looks)
             destroy = asyncio.create_task(asyncio.to_thread(
                 DBOS.destroy, workflow_completion_timeout_sec=math.ceil(drain) + 2))
             if self.runner.running:

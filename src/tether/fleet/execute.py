@@ -14,6 +14,7 @@ from tether.api.client import ModelClient
 from tether.config import Settings, project_memory
 from tether.fleet.spec import RunOutcome, RunSpec
 from tether.sessions import Sessions
+from tether.tools.policy import PermissionPolicy
 from tether.tools.registry import open_tools
 from tether.tools.sandbox import Workspace
 
@@ -23,6 +24,15 @@ Observer = Callable[[ev.Event], Awaitable[None] | None]
 def settings_for(spec: RunSpec, settings: Settings) -> Settings:
     limits = dataclasses.replace(settings.limits, **spec.limits)
     return dataclasses.replace(settings, model=spec.model or settings.model, limits=limits)
+
+
+def policy_for(spec: RunSpec) -> PermissionPolicy | None:
+    """The spec's permission modes (``"*"``: every other tool), asking ``spec.approve``; None: allow all."""
+    if not spec.permissions:
+        return None
+    modes = dict(spec.permissions)
+    default = modes.pop("*", "allow")
+    return PermissionPolicy(modes, default, approve=spec.approve)  # type: ignore[arg-type]
 
 
 async def execute(spec: RunSpec, *, client: ModelClient, sessions: Sessions, settings: Settings,
@@ -38,7 +48,7 @@ async def execute(spec: RunSpec, *, client: ModelClient, sessions: Sessions, set
         root.mkdir(parents=True, exist_ok=True)
         async with open_tools(spec.tools, Workspace(root)) as tools:
             agent = Agent(client, system=spec.system, memory=project_memory(root), tools=tools,
-                          settings=settings_for(spec, settings), workspace=root)
+                          settings=settings_for(spec, settings), workspace=root, policy=policy_for(spec))
             known = spec.session_id and await sessions.store.get(spec.session_id) is not None
             run = (await sessions.resume(agent, spec.session_id) if known else
                    await sessions.new(agent, title=spec.title or (spec.task or "")[:80], tags=spec.tags,

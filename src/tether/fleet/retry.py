@@ -11,13 +11,10 @@ else ``min(base * 2**n, cap) * (1 - jitter * random())``, the SDK's formula.
 It only ever sees model calls, so a retry repeats a model call, never a tool call. Build the
 ``AnthropicClient`` underneath with ``max_retries=0`` so that the SDK does not retry as well.
 
-**Streams.** A retry is transparent only while nothing has reached the consumer: a stream that
-fails before its first event is retried; once an event has been yielded, the failure is raised as
-it is. A retried stream cannot take back the deltas its consumer has already shown or forwarded,
-and the event union has no "start again" event, so this is the simplest design under which a
-consumer always sees one attempt's events, whole or cut. (``create`` has no such window: every
-attempt is retried.) The run that meets such an error ends with it, its completed turns recorded,
-and can be resumed.
+**Streams.** A stream that fails before its first event is retried silently. One that fails after
+some events were yielded is retried too, announced by a ``StreamRestart`` event: the consumer
+drops what it got from the failed attempt (the agent loop does, and tells its own consumers with a
+``stream_restarted`` warning) and the new attempt's events follow from ``MessageStart``.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from tether.api.client import ModelClient
-from tether.api.stream import StreamEvent
+from tether.api.stream import StreamEvent, StreamRestart
 from tether.api.types import MessagesRequest, Response
 from tether.errors import APIConnectionError, APIStatusError
 
@@ -113,10 +110,10 @@ class RetryingClient:
                         yield event
                 return
             except (APIStatusError, APIConnectionError) as exc:
-                if started:
-                    raise
                 error = exc
             await self._wait(error, retry)
+            if started:
+                yield StreamRestart(retry + 1, str(error))
 
     async def create(self, request: MessagesRequest) -> Response:
         return await self._call(lambda: self.inner.create(request))

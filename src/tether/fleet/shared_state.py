@@ -1,4 +1,4 @@
-"""Fleet state shared by every worker, in Redis: rate-limit buckets (and budgets, below).
+"""Fleet state shared by every worker, in Redis: rate-limit buckets and dollar budgets.
 
 ``RedisBuckets`` implements ``tether.fleet.buckets.BucketStore``. Each operation is one Lua script,
 so it is atomic however many workers call it at once. A key's buckets are one Redis hash,
@@ -15,11 +15,13 @@ Numbers cross the Lua boundary as strings (Redis would truncate a Lua number to 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from tether.errors import ConfigError
 from tether.fleet.buckets import Amounts, Observed
+from tether.fleet.budget import BudgetStatus
 
 try:
     import redis.asyncio as aioredis
@@ -179,3 +181,118 @@ def _opt(value: float | None) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# Budgets. Amounts are integers of nano-dollars (exact in Lua's doubles up to $9M, and in HINCRBY).
+# KEYS: limits (hash scope -> nanos, '' for "no limit"), spent (hash), held (hash), holds (hash
+# hold -> "amount\nscope\nscope…"), deadlines (zset hold -> instant it lapses).
+_BUDGET_PRELUDE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function limit_of(scope)
+  local own = redis.call('HGET', KEYS[1], scope)
+  if own then return tonumber(own) end  -- '' (no limit) is nil
+  local best, length = nil, -1
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local k = all[i]
+    if string.sub(k, -1) == '*' and #k - 1 > length and string.sub(scope, 1, #k - 1) == string.sub(k, 1, -2) then
+      best, length = all[i + 1], #k - 1
+    end
+  end
+  return best and tonumber(best)
+end
+local function used(scope)
+  return tonumber(redis.call('HGET', KEYS[2], scope) or '0') + tonumber(redis.call('HGET', KEYS[3], scope) or '0')
+end
+local function settle(hold, amount)
+  local record = redis.call('HGET', KEYS[4], hold)
+  if not record then return end
+  local held, spent = nil, amount
+  for part in string.gmatch(record, '[^\\n]+') do
+    if held == nil then
+      held = tonumber(part)
+      if spent == nil then spent = held end
+    else
+      redis.call('HINCRBY', KEYS[3], part, -held)
+      redis.call('HINCRBY', KEYS[2], part, spent)
+    end
+  end
+  redis.call('HDEL', KEYS[4], hold)
+  redis.call('ZREM', KEYS[5], hold)
+end
+-- Holds whose worker never settled them (it died mid-call) lapse, spent at what they held.
+for _, hold in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 100)) do settle(hold, nil) end
+"""
+
+# ARGV: hold, amount, ttl, scopes... Returns the first scope it does not fit, or nil.
+_RESERVE = _BUDGET_PRELUDE + """
+local amount = tonumber(ARGV[2])
+for i = 4, #ARGV do
+  local limit = limit_of(ARGV[i])
+  if limit and used(ARGV[i]) + amount > limit then return ARGV[i] end
+end
+local record = ARGV[2]
+for i = 4, #ARGV do
+  redis.call('HINCRBY', KEYS[3], ARGV[i], amount)
+  record = record .. '\\n' .. ARGV[i]
+end
+redis.call('HSET', KEYS[4], ARGV[1], record)
+redis.call('ZADD', KEYS[5], now + tonumber(ARGV[3]), ARGV[1])
+return false
+"""
+
+# ARGV: hold, amount.
+_SETTLE = _BUDGET_PRELUDE + """
+settle(ARGV[1], tonumber(ARGV[2]))
+return 0
+"""
+
+# ARGV: scope. Returns limit ('' for none), spent, held.
+_STATUS = _BUDGET_PRELUDE + """
+local limit = limit_of(ARGV[1])
+return {limit and string.format('%.0f', limit) or '', redis.call('HGET', KEYS[2], ARGV[1]) or '0',
+        redis.call('HGET', KEYS[3], ARGV[1]) or '0'}
+"""
+
+NANO = Decimal(10) ** 9
+
+
+class RedisBudgets:
+    """``BudgetLedger`` in Redis, shared by every process that uses the same ``prefix``.
+
+    Limits work as in ``Budgets``: a scope's own limit (``None`` included: no limit), else the
+    longest ``"<prefix>*"`` limit that matches it.
+    A hold not settled within ``hold_ttl`` seconds (its worker died during the call) lapses and is
+    counted as spent in full: the call may have been billed, and a budget is a ceiling, so the
+    ledger errs on the side of spending less. Lapsed holds are swept by every operation.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "tether:", hold_ttl: float = 900.0) -> None:
+        self.client, self.hold_ttl = client, hold_ttl
+        self._keys = [f"{prefix}budget:{name}" for name in ("limits", "spent", "held", "holds", "deadlines")]
+        self._reserve = client.register_script(_RESERVE)
+        self._settle = client.register_script(_SETTLE)
+        self._status = client.register_script(_STATUS)
+
+    async def reserve(self, hold: str, scopes: Sequence[str], amount: Decimal) -> str | None:
+        if bad := [s for s in scopes if not s or "\n" in s]:
+            raise ValueError(f"a budget scope is a non-empty name without line breaks, not {bad[0]!r}")
+        refused = await self._reserve(keys=self._keys,
+                                      args=[hold, _nanos(amount, ROUND_CEILING), repr(self.hold_ttl), *scopes])
+        return None if refused is None else _text(refused)
+
+    async def settle(self, hold: str, amount: Decimal) -> None:
+        await self._settle(keys=self._keys, args=[hold, _nanos(amount)])
+
+    async def status(self, scope: str) -> BudgetStatus:
+        limit, spent, held = (_text(v) for v in await self._status(keys=self._keys, args=[scope]))
+        return BudgetStatus(scope, Decimal(limit) / NANO if limit else None, Decimal(spent) / NANO,
+                            Decimal(held) / NANO)
+
+    async def set_limit(self, scope: str, limit: Decimal | float | str | None) -> None:
+        await self.client.hset(self._keys[0], scope, "" if limit is None else _nanos(Decimal(str(limit))))
+
+
+def _nanos(amount: Decimal, rounding: str = ROUND_HALF_EVEN) -> str:
+    return str(int((Decimal(amount) * NANO).to_integral_value(rounding=rounding)))

@@ -9,6 +9,9 @@ from typing import Any
 
 from tether.config import LimitSettings
 from tether.errors import ConfigError
+from tether.tools.policy import Approver
+
+MODES = ("allow", "ask", "deny")
 
 
 @dataclass
@@ -25,13 +28,17 @@ class RunSpec:
     id: str | None = None  # the caller's name for the run (a batch line's id)
     title: str | None = None
     tags: list[str] = field(default_factory=list)
+    # Tool name (or "*" for every other tool) -> "allow", "ask" or "deny"; empty: every tool allowed.
+    permissions: dict[str, str] = field(default_factory=dict)
+    # Who answers "ask": a live callback, so not part of the spec's JSON (without one, "ask" refuses).
+    approve: Approver | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "run") -> RunSpec:
         """A spec from JSON data, with errors that say what to fix."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} - {"approve"}
         if unknown := set(data) - known:
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
         if not data.get("task") and not data.get("session_id"):
@@ -42,6 +49,9 @@ class RunSpec:
         limit_names = {f.name for f in dataclasses.fields(LimitSettings)}
         if bad := set(values.get("limits") or {}) - limit_names:
             raise ConfigError(f"{where}: unknown limit(s) {sorted(bad)}; known: {sorted(limit_names)}")
+        permissions = values.get("permissions") or {}
+        if not isinstance(permissions, Mapping) or any(m not in MODES for m in permissions.values()):
+            raise ConfigError(f"{where}: permissions map tool names (or \"*\") to one of {', '.join(MODES)}")
         try:
             spec = cls(**values)
         except TypeError as exc:
@@ -51,7 +61,9 @@ class RunSpec:
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, approve=None))
+        del data["approve"]
+        return data
 
 
 @dataclass

@@ -100,9 +100,25 @@ def _v2_message_text(conn: sa.Connection) -> None:
         conn.execute(update, params)
 
 
+def _v3_service_tokens(conn: sa.Connection) -> None:
+    meta = sa.MetaData()
+    sa.Table(
+        "service_tokens", meta,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("tenant", sa.String(255), nullable=False),
+        sa.Column("scopes", sa.Text, nullable=False),
+        sa.Column("secret_sha256", sa.String(64), nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("revoked_at", UTCDateTime),
+    )
+    meta.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "sessions, messages, turns and the tool ledger", _v1_tables),
     Migration(2, "message text, for search", _v2_message_text),
+    Migration(3, "service tokens (hashed), for the HTTP service", _v3_service_tokens),
 )
 
 

@@ -98,7 +98,7 @@ class Workers:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TETHER_"))}
         home = self.logs / f"{executor_id}.home"
         home.mkdir(exist_ok=True)
-        log = open(self.logs / f"{executor_id}.log", "w")  # noqa: SIM115 - the process owns it
+        log = open(self.logs / f"{executor_id}.log", "w")
         self.processes[executor_id] = subprocess.Popen(
             [sys.executable, *argv], stdout=log, stderr=subprocess.STDOUT, cwd=home,
             env={**clean, "HOME": str(home), "XDG_DATA_HOME": str(home), **(env or {})})
@@ -109,13 +109,15 @@ class Workers:
         self.start(executor_id, ["-m", "tether.cli.main", "worker", "--db", self.url, "--executor-id", executor_id,
                                  *options], env)
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        """Until every worker has beaten once after launching DBOS and registering the queue."""
+    def wait_ready(self, *executor_ids: str, timeout: float = 30) -> None:
+        """Until the workers (all of them by default) have beaten once after launching DBOS and
+        registering the queue."""
         deadline = time.monotonic() + timeout
-        want = set(self.processes)
+        want = set(executor_ids or self.processes)
         while True:
-            for executor_id, process in self.processes.items():
-                assert process.poll() is None, f"worker {executor_id} exited:\n{self.log(executor_id)}"
+            for executor_id in want:
+                assert self.processes[executor_id].poll() is None, \
+                    f"worker {executor_id} exited:\n{self.log(executor_id)}"
             with contextlib.suppress(Exception):
                 rows = query(self.url, "SELECT executor_id FROM tether_fleet_workers "
                                        "WHERE state = 'running' AND beat_at > started_at")

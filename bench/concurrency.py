@@ -1,0 +1,184 @@
+"""Many concurrent runs against a slow model: throughput, event-loop lag, memory per run.
+
+``--runs`` runs (1,000) start at once, each a recorded session of the fake API's simulated coding
+agent with the ``editor`` tools, against a model that waits ``--delay`` seconds (2) before every
+turn: ideally ``runs / delay`` model calls per second (500). The fake API runs in ``--fakes``
+processes of its own (``tether fake-api --first-token-delay 2``); the runs are split over
+``--processes`` worker processes, each one ``Fleet`` with its own SQLite store.
+
+Reported: model calls per second as a share of the ideal; event-loop lag (a ticker in each worker
+that sleeps 10 ms and records how late it wakes) p50, p99 and max; and memory per run (each
+worker's peak RSS during the runs, less its RSS just before they started, summed and divided by
+the runs). Run: ``python bench/concurrency.py``; the last line is ``name=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _fake import fake_api
+
+TICK = 0.010
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+async def ticker(lags: list[float], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        due = loop.time() + TICK
+        await asyncio.sleep(TICK)
+        lags.append(max(0.0, loop.time() - due))
+
+
+async def sampler(peak: list[int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss())
+        await asyncio.sleep(0.1)
+
+
+async def worker(args: argparse.Namespace) -> dict:
+    from tether import AnthropicClient, Settings
+    from tether.agent import events as ev
+    from tether.config import OutputSettings
+    from tether.fleet.local import Fleet
+    from tether.fleet.spec import RunSpec
+    from tether.sessions import Sessions
+    from tether.store.sql import open_store
+
+    store = await open_store(args.store)
+    client = AnthropicClient(api_key="bench-key", base_url=args.base_url, max_retries=0, timeout=120)
+    settings = Settings(output=OutputSettings(max_tokens=4096))
+    calls: list[float] = []
+
+    def observe(handle, event) -> None:
+        if isinstance(event, ev.UsageReport):
+            calls.append(time.monotonic())
+
+    specs = [RunSpec(f"task {i}", tools=["editor"], limits={"max_turns": 100}) for i in range(args.runs)]
+    baseline = rss()
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent's "go", to every worker at once
+    lags: list[float] = []
+    peak = [baseline]
+    stop = asyncio.Event()
+    probes = [asyncio.create_task(ticker(lags, stop)), asyncio.create_task(sampler(peak, stop))]
+    started = time.monotonic()
+    async with Fleet(client, Sessions(store), settings, concurrency=args.runs, observe=observe) as fleet:
+        outcomes = await fleet.map(specs)
+    wall = time.monotonic() - started
+    stop.set()
+    await asyncio.gather(*probes)
+    await client.aclose()
+    await store.close()
+    return {"calls": len(calls), "wall": wall, "lags": lags, "baseline": baseline, "peak": peak[0],
+            "outcomes": Counter(o.outcome for o in outcomes), "first": calls[0] - started if calls else None,
+            "cpu": time.process_time()}
+
+
+def spawn(args: argparse.Namespace, runs: int, base_url: str, store: Path) -> subprocess.Popen:
+    command = [sys.executable, __file__, "--worker", "--runs", str(runs), "--base-url", base_url,
+               "--store", str(store)]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def main(args: argparse.Namespace) -> None:
+    fake_args = ["--behaviour", "coding-agent", "--turns", str(args.turns), "--first-token-delay", str(args.delay)]
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="tether-bench-") as folder:
+        urls = [stack.enter_context(fake_api(*fake_args)) for _ in range(args.fakes)]
+        shares = [args.runs // args.processes + (i < args.runs % args.processes) for i in range(args.processes)]
+        workers = [spawn(args, n, urls[i % len(urls)], Path(folder) / f"w{i}.db") for i, n in enumerate(shares)]
+        for w in workers:
+            assert w.stdout is not None and w.stdout.readline().strip() == "ready", "a worker did not start"
+        fake_pids = _fake_pids()
+        fake_cpu = sum(cpu_seconds(p) for p in fake_pids)
+        started = time.monotonic()
+        for w in workers:
+            assert w.stdin is not None
+            w.stdin.write("go\n")
+            w.stdin.flush()
+        reports = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
+        wall = time.monotonic() - started
+        fake_cpu = sum(cpu_seconds(p) for p in fake_pids) - fake_cpu
+    report(args, reports, wall, fake_cpu)
+
+
+def _fake_pids() -> list[int]:
+    """The fake API processes (children of this one running ``fake-api``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                if b"fake-api" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
+def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu: float) -> None:
+    calls = sum(r["calls"] for r in reports)
+    ideal = args.runs / args.delay
+    expected = args.runs * args.turns
+    rate = calls / wall
+    lags = sorted(lag for r in reports for lag in r["lags"])
+    p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] * 1000 if lags else 0.0  # noqa: E731
+    per_run = sum(r["peak"] - r["baseline"] for r in reports) / args.runs
+    outcomes = sum((Counter(r["outcomes"]) for r in reports), Counter())
+    client_cpu = sum(r["cpu"] for r in reports)
+    print(f"{args.runs} runs x {args.turns} turns, model delay {args.delay}s, {args.processes} worker process(es), "
+          f"{args.fakes} fake API process(es), {os.cpu_count()} CPUs")
+    print(f"outcomes: {dict(outcomes)}; model calls {calls} of {expected} expected")
+    print(f"wall {wall:.2f}s (ideal {args.turns * args.delay:.2f}s); {rate:.1f} calls/s of {ideal:.0f} ideal "
+          f"= {rate / ideal:.1%}")
+    print(f"event-loop lag p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, max {p(1.0):.1f} ms "
+          f"({len(lags)} ticks of {TICK * 1000:.0f} ms)")
+    print(f"memory: {per_run / 1024:.1f} KiB per run (peak RSS over baseline); worker baselines "
+          f"{statistics.mean(r['baseline'] for r in reports) / 2**20:.0f} MiB each")
+    print(f"CPU: clients {client_cpu:.1f}s ({client_cpu / max(calls, 1) * 1000:.2f} ms per call), "
+          f"fake API {fake_cpu:.1f}s ({fake_cpu / max(calls, 1) * 1000:.2f} ms per call)")
+    figures = {
+        "runs": args.runs, "processes": args.processes, "calls": calls, "calls_per_s": f"{rate:.1f}",
+        "share_of_ideal": f"{rate / ideal:.3f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
+        "kib_per_run": f"{per_run / 1024:.1f}", "failed": sum(v for k, v in outcomes.items() if k != "completed"),
+        "client_ms_cpu_per_call": f"{client_cpu / max(calls, 1) * 1000:.2f}",
+    }
+    print(" ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--turns", type=int, default=5, help="turns of the simulated coding agent per run")
+    parser.add_argument("--delay", type=float, default=2.0, help="the model's wait before each turn (seconds)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes running the fleets")
+    parser.add_argument("--fakes", type=int, default=1, help="fake API processes")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.worker:
+        print(json.dumps(asyncio.run(worker(options))), flush=True)
+    else:
+        main(options)

@@ -1,0 +1,85 @@
+"""The JSON bodies the API takes, validated (pydantic) with messages that name the field to fix.
+
+Their JSON Schemas are the request schemas of the OpenAPI document (``openapi``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from tether.server.errors import ServiceError, invalid
+
+TOOLS = ("bash", "editor", "python")
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200_000)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+ToolKey = Annotated[str, StringConstraints(pattern=r"^(\*|[A-Za-z0-9_.:-]{1,64})$")]
+Mode = Literal["allow", "ask", "deny"]
+M = TypeVar("M", bound=BaseModel)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Limits(Body):
+    """Limits of each execution of the run (its first task, then each follow-up)."""
+
+    max_turns: int | None = Field(None, ge=1, le=10_000)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000_000)
+    max_dollars: float | None = Field(None, ge=0, le=1_000_000)
+    max_seconds: float | None = Field(None, ge=0, le=86_400 * 7)
+
+
+class RunCreate(Body):
+    """A new run: a ``task``, or a ``session_id`` to continue (the task then is a follow-up)."""
+
+    task: Text | None = None
+    model: Name | None = None
+    tools: list[Literal["bash", "editor", "python"]] = Field(default_factory=list, max_length=3)
+    limits: Limits | None = None
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    title: Annotated[str, StringConstraints(max_length=500)] | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    permissions: dict[ToolKey, Mode] = Field(default_factory=dict, max_length=20,
+                                             description='tool name (or "*" for the rest) -> allow, ask or deny')
+
+
+class MessageCreate(Body):
+    text: Text
+
+
+class ApprovalDecision(Body):
+    decision: Literal["yes", "no", "always"]
+
+
+class ForkRequest(Body):
+    at: int | None = Field(None, ge=1, le=10_000_000, description="messages to keep (default: all)")
+
+
+class TokenCreate(Body):
+    name: Name
+    scopes: list[Literal["read", "run", "admin"]] = Field(min_length=1, max_length=3)
+    tenant: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+
+def parse(model: type[M], raw: bytes) -> M:
+    """``raw`` (a request body; empty means ``{}``) as ``model``, or a 400 that says what is wrong."""
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except pydantic.ValidationError as exc:
+        raise invalid("; ".join(_describe(error) for error in exc.errors()[:5])) from None
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ())) or "body"
+    if error.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def too_large(limit: int) -> ServiceError:
+    return ServiceError("validation_error", f"the request body is over {limit} bytes", status=413)

@@ -1,0 +1,117 @@
+// The Sessions view: search, open, resume, fork and export stored sessions.
+
+import { $, dollars, h, pretty, show, when } from "./dom.js";
+import { enc } from "./run.js";
+import { resultContent } from "./transcript.js";
+
+export class SessionsView {
+  /** @param {(session: object) => void} onResume switches to the Run view to continue a session */
+  constructor(api, alert, onResume) {
+    this.api = api;
+    this.alert = alert;
+    this.onResume = onResume;
+    $("#session-search").addEventListener("submit", (e) => { e.preventDefault(); this.refresh(); });
+  }
+
+  async refresh(highlight = null) {
+    const form = $("#session-search");
+    const query = { search: form.elements.search.value.trim(), tag: form.elements.tag.value.trim(),
+      status: form.elements.status.value, limit: 50 };
+    let answer;
+    try {
+      answer = await this.api.get("v1/sessions", query);
+    } catch (error) {
+      this.alert(error);
+      return;
+    }
+    const sessions = Array.isArray(answer) ? answer : answer.sessions || answer.items || [];
+    $("#sessions tbody").replaceChildren(...sessions.map((s) => this.#row(s, s.id === highlight)));
+    if (!highlight) $("#sessions-note").textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
+  }
+
+  #row(s, highlight) {
+    const action = (label, handler, extra = {}) =>
+      h("button", { type: "button", class: "quiet", onclick: handler, "aria-label": `${label} ${s.title || s.id}`, ...extra }, label);
+    return h("tr", { class: highlight ? "fresh" : null, "data-session-id": s.id },
+      h("td", {}, s.title || h("code", {}, s.id), s.parent_id ? h("span", { class: "meta" }, " (fork)") : null,
+        (s.tags || []).map((tag) => h("span", { class: "tag" }, tag))),
+      h("td", {}, h("span", { class: "status", "data-status": s.status }, s.status)),
+      h("td", {}, s.model || ""),
+      h("td", { class: "num" }, s.turns ?? ""),
+      h("td", { class: "num" }, s.dollars == null ? "" : dollars(s.dollars)),
+      h("td", {}, when(s.updated_at || s.created_at)),
+      h("td", { class: "actions" },
+        action("Open", () => this.open(s)),
+        action("Resume", () => this.onResume(s)),
+        action("Fork", () => this.fork(s)),
+        action("Export", () => this.export(s, "markdown"), { title: "Download as Markdown" })));
+  }
+
+  async open(s) {
+    let detail;
+    try {
+      detail = await this.api.get(`v1/sessions/${enc(s.id)}`);
+    } catch (error) {
+      this.alert(error);
+      return;
+    }
+    const info = detail.session || detail;
+    $("#detail-title").textContent = info.title || info.id;
+    const messages = detail.messages || [];
+    $("#detail-body").replaceChildren(
+      h("p", { class: "meta" }, `${info.id} · ${info.model || ""} · ${info.turns ?? 0} turns · ${dollars(info.dollars)}`),
+      ...messages.map(message));
+    show($("#session-detail"));
+    $("#detail-title").focus();
+  }
+
+  async fork(s) {
+    try {
+      const forked = await this.api.post(`v1/sessions/${enc(s.id)}/fork`, {});
+      const id = (forked.session || forked).id;
+      $("#sessions-note").textContent = `Forked ${s.title || s.id} into ${id}.`;
+      await this.refresh(id);
+    } catch (error) {
+      this.alert(error);
+    }
+  }
+
+  /** Download an export: fetched with the token, handed to the browser as a blob (no token in a URL). */
+  async export(s, format) {
+    try {
+      const response = await this.api.fetch("GET", `v1/sessions/${enc(s.id)}/export`, { query: { format } });
+      const url = URL.createObjectURL(await response.blob());
+      const link = h("a", { href: url, download: `${s.id}.${format === "json" ? "json" : "md"}` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (error) {
+      this.alert(error);
+    }
+  }
+}
+
+/** One stored message (wire form) as a transcript entry. */
+function message(m) {
+  const blocks = typeof m.content === "string" ? [{ type: "text", text: m.content }] : m.content || [];
+  return h("div", { class: m.role === "user" ? "user" : "assistant-msg" },
+    h("span", { class: "role" }, m.role), ...blocks.map(block));
+}
+
+function block(b) {
+  switch (b.type) {
+    case "text":
+      return h("div", { class: "assistant" }, b.text);
+    case "thinking":
+      return h("details", { class: "thinking" }, h("summary", {}, "Thinking"), h("pre", {}, b.thinking));
+    case "tool_use":
+      return h("section", { class: "tool" }, h("header", {}, h("span", { class: "tool-name" }, b.name)),
+        h("pre", { class: "input" }, pretty(b.input)));
+    case "tool_result":
+      return h("section", { class: b.is_error ? "tool error" : "tool" },
+        h("header", {}, "result"), h("div", { class: "result" }, ...resultContent(b.content)));
+    default:
+      return h("p", { class: "meta" }, `[${b.type}]`);
+  }
+}

@@ -1,0 +1,52 @@
+// The Usage view: tokens and dollars grouped by model, day or tenant, with totals.
+
+import { $, dollars, h, tokens } from "./dom.js";
+
+const COLUMNS = [
+  ["runs", "Runs", String],
+  ["turns", "Turns", String],
+  ["input_tokens", "Input", tokens],
+  ["output_tokens", "Output", tokens],
+  ["cache_read_tokens", "Cache read", tokens],
+  ["cache_write_tokens", "Cache write", tokens],
+  ["dollars", "Cost", dollars],
+];
+
+export class UsageView {
+  constructor(api, alert) {
+    this.api = api;
+    this.alert = alert;
+    $("#usage-form").addEventListener("submit", (e) => { e.preventDefault(); this.refresh(); });
+    $("#usage-by").addEventListener("change", () => this.refresh());
+  }
+
+  async refresh() {
+    const by = $("#usage-by").value;
+    let answer;
+    try {
+      answer = await this.api.get("v1/usage", { by });
+    } catch (error) {
+      this.alert(error);
+      return;
+    }
+    const rows = answer.rows || answer.groups || answer.items || [];
+    const total = answer.total || answer.totals || sum(rows);
+    const columns = COLUMNS.filter(([key]) => rows.some((r) => key in r) || key in total);
+    $("#usage thead").replaceChildren(h("tr", {}, h("th", { scope: "col" }, by[0].toUpperCase() + by.slice(1)),
+      ...columns.map(([, label]) => h("th", { scope: "col", class: "num" }, label))));
+    $("#usage tbody").replaceChildren(...rows.map((row) => h("tr", {},
+      h("th", { scope: "row" }, String(row.key ?? row[by] ?? row.name ?? "")),
+      ...columns.map(([key, , format]) => h("td", { class: "num" }, format(row[key] ?? 0))))));
+    $("#usage-totals").replaceChildren(
+      ...columns.map(([key, label, format]) => h("div", { class: "total" },
+        h("span", { class: "label" }, label), h("span", { class: "value" }, format(total[key] ?? 0)))));
+  }
+}
+
+function sum(rows) {
+  const total = {};
+  for (const row of rows) {
+    for (const [key] of COLUMNS) total[key] = (total[key] || 0) + (Number(row[key]) || 0);
+  }
+  return total;
+}

@@ -1,0 +1,266 @@
+"""The web page, driven in headless Chromium against the real service and tether's fake model.
+
+``tether serve`` runs in its own process on a loopback port, its model a ``FakeAPI`` scripted to
+think, write, call ``bash`` (which the run sets to "ask"), save a screenshot with ``python`` and
+answer. Playwright drives the page as a person would: token, task, approval, follow-up, sessions,
+fork, usage. Screenshots go to the test's temporary directory (the path is printed).
+
+Needs Chromium (Debian's ``chromium``, /usr/bin/chromium) and the ``playwright`` package; never its
+browser download. Skipped, saying so, when either is missing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tether.testing import FakeAPI, Turn, text, thinking, tool_use
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the page test needs playwright (pip install playwright)")
+CHROMIUM = os.environ.get("TETHER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("the page test needs Chromium: apt-get install chromium (or set TETHER_CHROMIUM)",
+                allow_module_level=True)
+
+expect = sync_api.expect
+TETHER = [sys.executable, "-m", "tether.cli.main"]
+API_KEY = "sk-page-test"
+TASK = "Check the workspace and show me the app"
+# Flags for a machine with no network but loopback (see the module docstring).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def fake_screenshot(width: int = 320, height: int = 200) -> bytes:
+    """A PNG of a small window: a dark title bar, a text field and a blue button."""
+
+    def color(x: int, y: int) -> tuple[int, int, int]:
+        if y < 24:
+            return (52, 58, 64)
+        if 60 <= y < 84 and 24 <= x < 296:
+            return (255, 255, 255) if 61 <= y < 83 and 25 <= x < 295 else (150, 150, 150)
+        if 120 <= y < 150 and 200 <= x < 296:
+            return (37, 99, 235)
+        return (241, 243, 245)
+
+    rows = b"".join(b"\x00" + b"".join(bytes(color(x, y)) for x in range(width)) for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+# What the agent's python tool runs: the function above, then a file the tool returns as an image.
+SCREENSHOT_CODE = ("import struct, zlib\n\n" + inspect.getsource(fake_screenshot)
+                   + "\nopen('screenshot.png', 'wb').write(fake_screenshot())\nprint('saved screenshot.png')\n")
+
+SCRIPT = [
+    Turn([thinking("The user wants a check of the shell first, then a look at the app."),
+          text("I'll check the workspace first. <b>Markup</b> stays text."),
+          tool_use("bash", {"command": "echo hello from bash"})]),
+    Turn([text("The shell works. Now a screenshot of the app."),
+          tool_use("python", {"code": SCREENSHOT_CODE})]),
+    Turn([text("All done: the shell answers and the app shows its form.")]),
+    # Then the fake echoes each follow-up back.
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"tether serve did not become healthy (exit code {process.poll()})")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """``tether serve`` on loopback with the scripted fake model; yields (url, token)."""
+    root = tmp_path_factory.mktemp("page")
+    workspace = root / "workspace"
+    workspace.mkdir()
+    with FakeAPI() as fake:
+        fake.script(SCRIPT, key=API_KEY)
+        fake.set_latency(per_token=0.004, key=API_KEY)  # text arrives in pieces, as it streams
+        env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": fake.base_url,
+               "TETHER_STORE_URL": str(root / "sessions.db"), "HOME": str(root), "XDG_DATA_HOME": str(root)}
+        made = subprocess.run([*TETHER, "tokens", "create", "--name", "page-test", "--scopes", "read,run,admin"],
+                              env=env, capture_output=True, text=True, timeout=60, check=True)
+        token = next(w for w in made.stdout.split() if w.startswith("tth_"))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = (root / "serve.log").open("w")
+        process = subprocess.Popen([*TETHER, "serve", "--host", "127.0.0.1", "--port", str(port),
+                                    "--workspace", str(workspace)],
+                                   env=env, cwd=workspace, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(url, process)
+            yield url, token, root
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, service):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+    assert not errors, f"the page threw: {errors}"
+
+
+def shot(page, root: Path, name: str) -> Path:
+    path = root / "screenshots" / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def test_the_page_drives_a_run_from_token_to_usage(page, service):
+    url, token, root = service
+    page.goto(url)
+
+    # Sign in: the token goes to sessionStorage, and nowhere in the page or its URL.
+    page.get_by_label("Service token").fill(token)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("navigation", name="Views")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('tether.token')") == token
+    assert token not in page.content() and token not in page.url
+
+    # Start a run: bash asks first, python runs freely.
+    page.get_by_label("Task").fill(TASK)
+    page.get_by_label("Use python").check()
+    page.get_by_label("Approval for bash").select_option("ask")
+    page.get_by_label("Approval for python").select_option("allow")
+    page.get_by_label("Dollars").fill("5")
+    page.get_by_role("button", name="Start run").click()
+
+    transcript = page.locator("#transcript")
+    expect(transcript.locator(".assistant").first).to_contain_text("I'll check the workspace first.")
+    # Model text is text: the markup in it is shown, never parsed.
+    expect(transcript.locator(".assistant").first).to_contain_text("<b>Markup</b> stays text.")
+    assert transcript.locator("b").count() == 0
+    thinking_block = transcript.locator("details.thinking").first
+    expect(thinking_block).not_to_have_attribute("open", "")
+    expect(thinking_block).to_contain_text("check of the shell")
+
+    # The bash call waits for approval.
+    approval = page.get_by_role("group", name="Approve bash")
+    expect(approval).to_be_visible()
+    expect(page.locator("#live-status")).to_have_text("waiting approval")
+    expect(transcript.locator("[data-tool-id] .input").first).to_contain_text("echo hello from bash")
+    shot(page, root, "1-approval")
+    approval.get_by_role("button", name="Allow", exact=True).click()
+    expect(approval).to_contain_text("You allowed this call.")
+
+    # Its result, the screenshot the python tool saved, the cost of each turn, the final answer.
+    expect(transcript.locator(".result").first).to_contain_text("hello from bash")
+    image = transcript.locator(".result img")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 320
+    expect(transcript).to_contain_text("All done: the shell answers")
+    expect(page.locator("#live-status")).to_have_text("completed")
+    expect(transcript.locator(".usage")).to_have_count(3)
+    expect(transcript.locator(".usage").first).to_contain_text("cache write")
+    expect(page.locator("#live-cost")).to_contain_text("$")
+    shot(page, root, "2-run")
+
+    # A follow-up: the fake model echoes it.
+    page.get_by_label("Follow-up").fill("Thanks, please summarise.")
+    page.get_by_role("button", name="Send").click()
+    expect(transcript.locator(".user")).to_contain_text("Thanks, please summarise.")
+    expect(transcript.locator(".assistant").last).to_contain_text("Thanks, please summarise.")
+    expect(page.locator("#live-status")).to_have_text("completed")
+
+    # Sessions: the run's session is listed; fork it, open the fork.
+    page.get_by_role("button", name="Sessions").click()
+    rows = page.locator("#sessions tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(TASK)
+    page.get_by_role("button", name=f"Fork {TASK}").click()
+    expect(page.locator("#sessions-note")).to_contain_text("Forked")
+    expect(rows).to_have_count(2)
+    fork = page.locator("#sessions tbody tr.fresh")
+    fork.get_by_role("button", name="Open").click()
+    detail = page.locator("#session-detail")
+    expect(detail).to_contain_text("hello from bash")
+    expect(detail.locator("img")).to_have_count(1)
+    shot(page, root, "3-sessions")
+
+    # Usage: the totals count the run's turns and dollars.
+    page.get_by_role("button", name="Usage").click()
+    totals = page.locator("#usage-totals")
+    expect(totals).to_contain_text("Cost")
+    expect(page.locator("#usage tbody tr")).not_to_have_count(0)
+    shot(page, root, "4-usage")
+
+
+def test_the_page_refuses_a_bad_token(page, service):
+    url, _, _ = service
+    page.goto(url)
+    page.get_by_label("Service token").fill("tth_0000000000000000_notarealtokennotarealtoken")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("alert")).to_contain_text("refused")
+    expect(page.get_by_label("Service token")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('tether.token')") is None
+
+
+def test_the_event_stream_parser(page, service):
+    """sse.js against the spec's corner cases: split chunks, CRLF, comments, multi-line data, ids."""
+    url, _, _ = service
+    page.goto(url)
+    messages = page.evaluate("""async () => {
+        const { parser } = await import("./static/sse.js");
+        const out = [];
+        const p = parser((m) => out.push(m));
+        for (const chunk of [": hello\\r", "\\nid: 7\\r\\nevent: text_delta\\ndata: {\\"a\\"", ":1}\\n\\n",
+                             "data: one\\ndata: two\\r\\r", "id\\ndata:x\\n\\n", "event: x\\n\\n"]) p.feed(chunk);
+        return out;
+    }""")
+    assert messages == [
+        {"id": "7", "event": "text_delta", "data": '{"a":1}'},
+        {"id": "7", "event": "message", "data": "one\ntwo"},
+        {"id": "", "event": "message", "data": "x"},
+    ]
