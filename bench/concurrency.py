@@ -4,7 +4,8 @@
 agent with the ``editor`` tools, against a model that waits ``--delay`` seconds (2) before every
 turn: ideally ``runs / delay`` model calls per second (500). The fake API runs in ``--fakes``
 processes of its own (``tether fake-api --first-token-delay 2``); the runs are split over
-``--processes`` worker processes, each one ``Fleet`` with its own SQLite store.
+``--processes`` worker processes, each one ``Fleet`` with its own SQLite store (or, with
+``--store-kind memory``, a dict: the same runs without the database's cost).
 
 Reported: model calls per second as a share of the ideal; event-loop lag (a ticker in each worker
 that sleeps 10 ms and records how late it wakes) p50, p99 and max; and memory per run (each
@@ -62,7 +63,12 @@ async def worker(args: argparse.Namespace) -> dict:
     from tether.sessions import Sessions
     from tether.store.sql import open_store
 
-    store = await open_store(args.store)
+    if args.store_kind == "memory":
+        from _memory_store import MemoryStore
+
+        store = MemoryStore()
+    else:
+        store = await open_store(args.store)
     client = AnthropicClient(api_key="bench-key", base_url=args.base_url, max_retries=0, timeout=120)
     settings = Settings(output=OutputSettings(max_tokens=4096))
     calls: list[float] = []
@@ -94,7 +100,7 @@ async def worker(args: argparse.Namespace) -> dict:
 
 def spawn(args: argparse.Namespace, runs: int, base_url: str, store: Path) -> subprocess.Popen:
     command = [sys.executable, __file__, "--worker", "--runs", str(runs), "--base-url", base_url,
-               "--store", str(store)]
+               "--store", str(store), "--store-kind", args.store_kind]
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
@@ -106,6 +112,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def main(args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
     fake_args = ["--behaviour", "coding-agent", "--turns", str(args.turns), "--first-token-delay", str(args.delay)]
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="tether-bench-") as folder:
         urls = [stack.enter_context(fake_api(*fake_args)) for _ in range(args.fakes)]
@@ -123,7 +130,7 @@ def main(args: argparse.Namespace) -> None:
         reports = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
         wall = time.monotonic() - started
         fake_cpu = sum(cpu_seconds(p) for p in fake_pids) - fake_cpu
-    report(args, reports, wall, fake_cpu)
+    report(args, reports, wall, fake_cpu, load)
 
 
 def _fake_pids() -> list[int]:
@@ -137,7 +144,7 @@ def _fake_pids() -> list[int]:
     return pids
 
 
-def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu: float) -> None:
+def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu: float, load: float) -> None:
     calls = sum(r["calls"] for r in reports)
     ideal = args.runs / args.delay
     expected = args.runs * args.turns
@@ -148,7 +155,8 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
     outcomes = sum((Counter(r["outcomes"]) for r in reports), Counter())
     client_cpu = sum(r["cpu"] for r in reports)
     print(f"{args.runs} runs x {args.turns} turns, model delay {args.delay}s, {args.processes} worker process(es), "
-          f"{args.fakes} fake API process(es), {os.cpu_count()} CPUs")
+          f"{args.fakes} fake API process(es), {args.store_kind} store, {os.cpu_count()} CPUs, "
+          f"load average before {load:.1f}")
     print(f"outcomes: {dict(outcomes)}; model calls {calls} of {expected} expected")
     print(f"wall {wall:.2f}s (ideal {args.turns * args.delay:.2f}s); {rate:.1f} calls/s of {ideal:.0f} ideal "
           f"= {rate / ideal:.1%}")
@@ -159,7 +167,7 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
     print(f"CPU: clients {client_cpu:.1f}s ({client_cpu / max(calls, 1) * 1000:.2f} ms per call), "
           f"fake API {fake_cpu:.1f}s ({fake_cpu / max(calls, 1) * 1000:.2f} ms per call)")
     figures = {
-        "runs": args.runs, "processes": args.processes, "calls": calls, "calls_per_s": f"{rate:.1f}",
+        "runs": args.runs, "processes": args.processes, "store": args.store_kind, "calls": calls, "calls_per_s": f"{rate:.1f}",
         "share_of_ideal": f"{rate / ideal:.3f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
         "kib_per_run": f"{per_run / 1024:.1f}", "failed": sum(v for k, v in outcomes.items() if k != "completed"),
         "client_ms_cpu_per_call": f"{client_cpu / max(calls, 1) * 1000:.2f}",
@@ -174,6 +182,8 @@ if __name__ == "__main__":
     parser.add_argument("--delay", type=float, default=2.0, help="the model's wait before each turn (seconds)")
     parser.add_argument("--processes", type=int, default=1, help="worker processes running the fleets")
     parser.add_argument("--fakes", type=int, default=1, help="fake API processes")
+    parser.add_argument("--store-kind", choices=["sqlite", "memory"], default="sqlite",
+                        help="sqlite (the default store, a file per worker) or memory (a dict: no database cost)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)

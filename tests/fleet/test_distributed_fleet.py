@@ -250,22 +250,27 @@ async def test_tether_enqueue_a_file_twice_queues_it_once(url, fleet, tmp_path):
     assert [(await fleet.status(i)).attempts for i in ids] == [1, 1], "each ran once"
 
 
-async def test_a_worker_stops_cleanly_on_sigterm(url, workers):
-    workers.cli("w3", *workers.options)
-    await asyncio.to_thread(workers.wait_ready, "w3")
-    process = workers.processes["w3"]
+@pytest.fixture(scope="module")
+def spares(workers):
+    """Two more workers, started together (each test below ends one of them)."""
+    for worker in ("w3", "w4"):
+        workers.cli(worker, *workers.options)
+    workers.wait_ready("w3", "w4")
+    return workers
+
+
+async def test_a_worker_stops_cleanly_on_sigterm(url, spares):
+    process = spares.processes["w3"]
     process.send_signal(signal.SIGTERM)
-    assert await asyncio.to_thread(process.wait, 15) == 0, workers.log("w3")
+    assert await asyncio.to_thread(process.wait, 15) == 0, spares.log("w3")
     assert query(url, "SELECT state FROM tether_fleet_workers WHERE executor_id = 'w3'") == [("stopped",)]
 
 
-async def test_a_worker_declared_dead_stops_at_once(url, workers):
-    workers.cli("w4", *workers.options)
-    await asyncio.to_thread(workers.wait_ready, "w4")
+async def test_a_worker_declared_dead_stops_at_once(url, spares):
     query(url, "UPDATE tether_fleet_workers SET claimed_by = 'someone', claimed_at = now() "
                "WHERE executor_id = 'w4' RETURNING 1")
-    assert await asyncio.to_thread(workers.processes["w4"].wait, 10) == 3, workers.log("w4")
-    assert "declared dead" in workers.log("w4")
+    assert await asyncio.to_thread(spares.processes["w4"].wait, 10) == 3, spares.log("w4")
+    assert "declared dead" in spares.log("w4")
 
 
 async def _eq(count, want: int) -> bool:

@@ -287,3 +287,18 @@ async def test_a_cancelled_awaiter_does_not_cancel_the_run(client, sessions):
 
 async def _wait(handle: RunHandle) -> RunOutcome:
     return await handle
+
+
+async def test_a_run_ending_in_a_transient_error_is_resumed_from_the_store(fake, key, client, sessions):
+    async with Fleet(client, sessions, resume_attempts=2) as fleet:
+        fake.fail_next(server_error(), server_error(), key=key)
+        handle = fleet.submit(spec("third time lucky"))
+        events = [e async for e in handle.events()]
+        outcome = await handle
+        fake.fail_next(*[server_error()] * 3, key=key)
+        given_up = await fleet.submit(spec("unlucky"))
+    assert (outcome.outcome, outcome.text, outcome.turns) == ("completed", "third time lucky", 1)
+    assert [type(e).__name__ for e in events].count("RunStarted") == 3
+    assert [m.role for m in await sessions.store.messages(outcome.session_id)] == ["user", "assistant"]
+    assert given_up.outcome == "api_error"
+    assert fleet.stats.resumed == 4

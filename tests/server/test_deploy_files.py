@@ -9,6 +9,7 @@ passes hadolint and has its stages, user and health check; the systemd units pas
 from __future__ import annotations
 
 import configparser
+import functools
 import json
 import re
 import shlex
@@ -34,6 +35,14 @@ OTHER_ENV = {"HOME", "XDG_DATA_HOME", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFER
 HEALTHZ = re.compile(r"http://127\.0\.0\.1:(\d+)/healthz")
 
 
+@functools.cache
+def help_text(subcommand: str) -> str:
+    """What the installed ``tether SUBCOMMAND --help`` prints."""
+    done = subprocess.run([*TETHER, subcommand, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def accepted(argv: list[str]) -> None:
     """``tether ARGV`` is a command line tether accepts, and its subcommand answers ``--help``."""
     assert argv[0] in ("tether", "/opt/tether/bin/tether"), argv
@@ -41,11 +50,16 @@ def accepted(argv: list[str]) -> None:
         parser().parse_args(argv[1:])
     except SystemExit:
         pytest.fail(f"tether does not accept {shlex.join(argv)}")
-    subcommand = [a for a in argv[1:] if not a.startswith("-")][:1]
-    done = subprocess.run([*TETHER, *subcommand, "--help"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    for option in (a.split("=")[0] for a in argv[1:] if a.startswith("--")):
-        assert option in done.stdout, f"`tether {subcommand[0]} --help` does not mention {option}"
+    subcommand = argv[1]
+    for option in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
+        assert option in help_text(subcommand), f"`tether {subcommand} --help` does not mention {option}"
+
+
+def test_health_checks_ask_a_public_route():
+    from tether.server.app import OPERATIONS
+
+    health = [op for op in OPERATIONS if op.path == "/healthz"]
+    assert health and health[0].method == "GET" and health[0].scope is None, "GET /healthz needs no token"
 
 
 def serve_port(argv: list[str]) -> int:

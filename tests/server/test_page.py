@@ -100,13 +100,9 @@ def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 30) -> No
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    """``tether serve`` on loopback with the scripted fake model; yields (url, token)."""
+    """``tether serve`` on loopback with a fake model; yields (url, token, its directory, the fake)."""
     root = tmp_path_factory.mktemp("page")
-    workspace = root / "workspace"
-    workspace.mkdir()
     with FakeAPI() as fake:
-        fake.script(SCRIPT, key=API_KEY)
-        fake.set_latency(per_token=0.004, key=API_KEY)  # text arrives in pieces, as it streams
         env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": fake.base_url,
                "TETHER_STORE_URL": str(root / "sessions.db"), "HOME": str(root), "XDG_DATA_HOME": str(root)}
         made = subprocess.run([*TETHER, "tokens", "create", "--name", "page-test", "--scopes", "read,run,admin"],
@@ -115,12 +111,11 @@ def service(tmp_path_factory):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = (root / "serve.log").open("w")
-        process = subprocess.Popen([*TETHER, "serve", "--host", "127.0.0.1", "--port", str(port),
-                                    "--workspace", str(workspace)],
-                                   env=env, cwd=workspace, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([*TETHER, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                   env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(url, process)
-            yield url, token, root
+            yield url, token, root, fake
         finally:
             process.terminate()
             try:
@@ -158,14 +153,20 @@ def shot(page, root: Path, name: str) -> Path:
     return path
 
 
-def test_the_page_drives_a_run_from_token_to_usage(page, service):
-    url, token, root = service
+def sign_in(page, url: str, token: str) -> None:
     page.goto(url)
-
-    # Sign in: the token goes to sessionStorage, and nowhere in the page or its URL.
     page.get_by_label("Service token").fill(token)
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("navigation", name="Views")).to_be_visible()
+
+
+def test_the_page_drives_a_run_from_token_to_usage(page, service):
+    url, token, root, fake = service
+    fake.script(SCRIPT, key=API_KEY)
+    fake.set_latency(per_token=0.004, key=API_KEY)  # text arrives in pieces, as it streams
+
+    # Sign in: the token goes to sessionStorage, and nowhere in the page or its URL.
+    sign_in(page, url, token)
     assert page.evaluate("sessionStorage.getItem('tether.token')") == token
     assert token not in page.content() and token not in page.url
 
@@ -202,9 +203,11 @@ def test_the_page_drives_a_run_from_token_to_usage(page, service):
     assert image.evaluate("img => img.complete && img.naturalWidth") == 320
     expect(transcript).to_contain_text("All done: the shell answers")
     expect(page.locator("#live-status")).to_have_text("completed")
+    first_run = page.locator("#live-id").inner_text()
     expect(transcript.locator(".usage")).to_have_count(3)
     expect(transcript.locator(".usage").first).to_contain_text("cache write")
     expect(page.locator("#live-cost")).to_contain_text("$")
+    image.scroll_into_view_if_needed()
     shot(page, root, "2-run")
 
     # A follow-up: the fake model echoes it.
@@ -229,6 +232,21 @@ def test_the_page_drives_a_run_from_token_to_usage(page, service):
     expect(detail.locator("img")).to_have_count(1)
     shot(page, root, "3-sessions")
 
+    # Resume the fork, which no run holds: a new run continues its conversation.
+    fork.get_by_role("button", name="Resume").click()
+    expect(page.locator("#resume-note")).to_contain_text(TASK)
+    page.get_by_label("Task").fill("One more check, please.")
+    page.get_by_role("button", name="Resume session").click()
+    expect(page.locator("#live-id")).not_to_have_text(first_run)
+    expect(transcript.locator(".assistant").last).to_contain_text("One more check, please.")
+    expect(page.locator("#live-status")).to_have_text("completed")
+
+    # Resume the original session: its run is still held by the service, so it takes a follow-up.
+    page.get_by_role("button", name="Sessions").click()
+    rows.filter(has_not_text="(fork)").get_by_role("button", name="Resume").click()
+    expect(page.locator("#live-id")).to_have_text(first_run)
+    expect(page.get_by_label("Follow-up")).to_be_focused()
+
     # Usage: the totals count the run's turns and dollars.
     page.get_by_role("button", name="Usage").click()
     totals = page.locator("#usage-totals")
@@ -237,8 +255,24 @@ def test_the_page_drives_a_run_from_token_to_usage(page, service):
     shot(page, root, "4-usage")
 
 
+def test_the_page_interrupts_a_run(page, service):
+    url, token, _, fake = service
+    fake.script([Turn([text("Counting slowly: " + " ".join(str(n) for n in range(2000)))])], key=API_KEY)
+    fake.set_latency(per_token=0.05, key=API_KEY)
+    sign_in(page, url, token)
+    page.get_by_label("Task").fill("Count to two thousand")
+    page.get_by_label("Use bash").uncheck()
+    page.get_by_label("Use editor").uncheck()
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#transcript .assistant")).to_contain_text("Counting slowly")
+    page.get_by_role("button", name="Interrupt").click()
+    expect(page.locator("#live-status")).to_have_text("idle")
+    expect(page.get_by_role("button", name="Interrupt")).to_be_disabled()
+    assert "1999" not in page.locator("#transcript").inner_text()
+
+
 def test_the_page_refuses_a_bad_token(page, service):
-    url, _, _ = service
+    url = service[0]
     page.goto(url)
     page.get_by_label("Service token").fill("tth_0000000000000000_notarealtokennotarealtoken")
     page.get_by_role("button", name="Continue").click()
@@ -249,7 +283,7 @@ def test_the_page_refuses_a_bad_token(page, service):
 
 def test_the_event_stream_parser(page, service):
     """sse.js against the spec's corner cases: split chunks, CRLF, comments, multi-line data, ids."""
-    url, _, _ = service
+    url = service[0]
     page.goto(url)
     messages = page.evaluate("""async () => {
         const { parser } = await import("./static/sse.js");

@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workspaces", type=Path,
                    help="give each line without a workspace its own directory here, kept for resumes "
                         "(default: a fresh temporary directory per run)")
+    p.add_argument("--resume-attempts", type=int, default=2,
+                   help="resume a run that still ends in a transient API error after the client's retries, "
+                        "up to N times (default 2)")
     p.add_argument("--name", help="the batch's name, from which session ids derive (default: the file's path)")
     p.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines when not a TTY")
     p.add_argument("--config", type=Path, help="a tether.toml to read")
@@ -117,7 +120,7 @@ async def _main(args: argparse.Namespace, settings: Settings, lines: list[BatchL
     try:
         async with open_sessions(settings) as sessions, _display(console, progress, args) as on_result:
             async with Fleet(client, sessions, settings, concurrency=args.concurrency,
-                             weights=weights(args.weight)) as fleet:
+                             weights=weights(args.weight), resume_attempts=args.resume_attempts) as fleet:
                 await run_batch(lines, results, fleet, progress=progress, on_result=on_result)
     except asyncio.CancelledError:
         print(f"interrupted: {progress.finished}/{progress.total} finished; run the same command again to resume")

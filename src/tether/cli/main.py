@@ -15,7 +15,9 @@ from tether.agent.loop import Agent, Run
 from tether.api.client import AnthropicClient
 from tether.checks import problems
 from tether.cli import batch as batch_cli
+from tether.cli import serve as serve_cli
 from tether.cli import sessions as sessions_cli
+from tether.cli import tokens as tokens_cli
 from tether.cli import worker as worker_cli
 from tether.cli.render import JsonRenderer, RichRenderer
 from tether.cli.sessions import open_sessions
@@ -49,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
 
     batch_cli.add_parser(sub)
     worker_cli.add_parsers(sub)
+    serve_cli.add_parser(sub)
+    tokens_cli.add_parser(sub)
 
     fake = sub.add_parser("fake-api", help="serve tether's fake Messages API (for tests and demos)")
     fake.add_argument("--host", default="127.0.0.1")
@@ -211,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             return batch_cli.command(args)
         if args.command in ("worker", "enqueue"):
             return worker_cli.command(args)
+        if args.command == "serve":
+            return serve_cli.command(args)
+        if args.command == "tokens":
+            return tokens_cli.command(args)
         with _endpoint(args) as endpoint:
             settings = settings_from(args, **(endpoint or {}))
             if args.command == "run":

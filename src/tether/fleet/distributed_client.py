@@ -18,10 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dbos import DBOS, DBOSClient
-from dbos._error import DBOSNonExistentWorkflowError
-
 from tether.errors import ConfigError, UserError
+from tether.fleet.distributed_dbos import DBOS, DBOSClient, DBOSNonExistentWorkflowError
 from tether.fleet.distributed_runner import (
     APP_NAME,
     APP_VERSION,
@@ -124,7 +122,7 @@ class DistributedFleet:
     async def enqueue(self, spec: RunSpec | Mapping[str, Any], *, run_id: str | None = None) -> str:
         """Queue ``spec``; returns the run id (the DBOS workflow id). Giving ``run_id`` makes the call
         idempotent: enqueuing the same id again returns it and queues nothing."""
-        spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
+        spec = RunSpec.from_dict(spec.to_dict() if isinstance(spec, RunSpec) else spec)  # checked here, not later
         run_id = run_id or f"run_{uuid.uuid4().hex}"
         options: Any = {
             "workflow_name": WORKFLOW, "queue_name": QUEUE, "class_name": CLASS, "instance_name": INSTANCE,

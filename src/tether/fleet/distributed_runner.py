@@ -15,9 +15,10 @@ starting point. ``execute`` never finished, so it runs again, and because the se
 *resumes* it: turns already recorded are not asked of the model again, and a tool call is claimed
 in the session store's ledger before it runs, so a call that finished is answered from the ledger
 and a call cut short is reported to the model as interrupted — never run twice. Whether the task
-message itself was recorded is read from the store (the message count against ``prepare``'s), so
-the task is sent once, however many attempts there are. If ``execute`` did finish and only the
-workflow's own end was lost, DBOS returns the recorded outcome and nothing runs.
+message itself was recorded is read from the store (a user message with its text, after the
+messages ``prepare`` counted), so the task is sent once, however many attempts there are. If
+``execute`` did finish and only the workflow's own end was lost, DBOS returns the recorded outcome
+and nothing runs.
 
 DBOS durability is per step; the session store's is per turn and per tool call. The agent loop is
 one step because its progress is already journalled at a finer grain than DBOS steps would give.
@@ -36,16 +37,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tether.errors import TetherError, UserError
+from tether.fleet.distributed_dbos import DBOS, DBOSConfiguredInstance, DBOSMaxStepRetriesExceeded
 from tether.fleet.spec import RunOutcome, RunSpec
 from tether.sessions import Sessions
-
-try:
-    from dbos import DBOS, DBOSConfiguredInstance
-    from dbos._error import DBOSMaxStepRetriesExceeded
-except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
-    from tether.errors import ConfigError
-
-    raise ConfigError("the distributed fleet needs DBOS: pip install 'tether[distributed]'") from exc
+from tether.store.base import StoredMessage
 
 log = logging.getLogger("tether.fleet.distributed")
 
@@ -119,14 +114,22 @@ class Runner(DBOSConfiguredInstance):
         session_id = start["session_id"]
         run = RunSpec.from_dict(spec)
         store = self.sessions.store
-        if await store.get(session_id) is not None and len(await store.messages(session_id)) > start["seq"]:
-            run = dataclasses.replace(run, task=None)  # the task is recorded: this attempt resumes
+        if run.task and await store.get(session_id) is not None:
+            since = (await store.messages(session_id))[start["seq"]:]
+            if _recorded(run.task, since):
+                run = dataclasses.replace(run, task=None)  # an earlier attempt sent it: this one resumes
         outcome = await self._run(dataclasses.replace(run, session_id=session_id))
         info = await store.get(session_id)
         if info is not None:
             totals = {name: getattr(info, name) - start[name] for name in _TOTALS}
             outcome = dataclasses.replace(outcome, **totals)
         return outcome.to_dict()
+
+
+def _recorded(task: str, messages: list[StoredMessage]) -> bool:
+    """Whether ``task`` is the text of one of these user messages (alone, or after tool results)."""
+    return any(m.role == "user" and any(b.get("type") == "text" and b.get("text") == task for b in m.content)
+               for m in messages)
 
 
 def failed(spec: dict[str, Any], session_id: str, exc: BaseException) -> RunOutcome:

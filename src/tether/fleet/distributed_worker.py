@@ -47,9 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dbos import DBOS
-
 from tether.fleet.distributed_client import DEFAULT_CONCURRENCY, DEFAULT_POLL, dbos_url
+from tether.fleet.distributed_dbos import DBOS, recover_pending_workflows
 from tether.fleet.distributed_liveness import Liveness
 from tether.fleet.distributed_runner import APP_NAME, APP_VERSION, QUEUE, RunFunction, Runner
 from tether.sessions import Sessions
@@ -101,23 +100,31 @@ class Worker:
             await liveness.register()
             self._last_beat = asyncio.get_running_loop().time()
             self._launch()
-            await DBOS.register_queue_async(
-                QUEUE, worker_concurrency=self.options.concurrency or DEFAULT_CONCURRENCY,
-                polling_interval_sec=self.options.poll,
-                on_conflict="never_update" if self.options.concurrency is None else "always_update")
-            log.info("worker %s serving queue %s", self.executor_id, QUEUE)
-            async with asyncio.TaskGroup() as group:
-                pulses = [group.create_task(self._every(pulse, liveness, stop))
-                          for pulse in (self._beat, self._recover_dead, self._cancel_cancelled)]
-                await stop.wait()
-                for pulse in pulses:
-                    pulse.cancel()
+            try:
+                await DBOS.register_queue_async(
+                    QUEUE, worker_concurrency=self.options.concurrency or DEFAULT_CONCURRENCY,
+                    polling_interval_sec=self.options.poll,
+                    on_conflict="never_update" if self.options.concurrency is None else "always_update")
+                log.info("worker %s serving queue %s", self.executor_id, QUEUE)
+                await self._pulse(liveness, stop)
+            except BaseException:  # a failure, or the caller cancelled us: no drain
+                await self._shutdown(0.0)
+                raise
             await self._shutdown(0.0 if self._fenced else self.options.drain)
             if not self._fenced:
                 await liveness.stopped()
         finally:
             await engine.dispose()
         return EXIT_FENCED if self._fenced else EXIT_OK
+
+    async def _pulse(self, liveness: Liveness, stop: asyncio.Event) -> None:
+        """Beat, recover dead workers, stop cancelled runs: each every ``heartbeat``, until ``stop``."""
+        async with asyncio.TaskGroup() as group:
+            pulses = [group.create_task(self._every(pulse, liveness, stop))
+                      for pulse in (self._beat, self._recover_dead, self._cancel_cancelled)]
+            await stop.wait()
+            for pulse in pulses:
+                pulse.cancel()
 
     def _launch(self) -> None:
         config: Any = {
@@ -148,7 +155,8 @@ class Worker:
                 raise
             log.error("worker %s could not beat for %.0fs: the others may have taken over its runs; stopping now",
                       self.executor_id, now - self._last_beat)
-            alive = False
+            self._fenced = True
+            return False
         if alive:
             self._last_beat = now
             return True
@@ -164,7 +172,7 @@ class Worker:
                                                   load_output=False)
         for executor_id in sorted({w.executor_id for w in pending if w.executor_id}):
             if await liveness.claim(executor_id, self.options.dead_after, self._lease):
-                handles = await asyncio.to_thread(_recover_pending, [executor_id])
+                handles = await asyncio.to_thread(recover_pending_workflows, [executor_id])
                 self.recovered.append(executor_id)
                 log.warning("worker %s recovered %d run(s) of dead worker %s", self.executor_id, len(handles),
                             executor_id)
@@ -203,10 +211,3 @@ class Worker:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-
-
-def _recover_pending(executor_ids: list[str]) -> list[Any]:
-    """``DBOS.recover_pending_workflows``: public in some DBOS versions, underscored in 3.4.0."""
-    recover = getattr(DBOS, "recover_pending_workflows", None) or DBOS._recover_pending_workflows
-    return recover(executor_ids)
-

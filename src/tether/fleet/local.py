@@ -48,6 +48,7 @@ FleetObserver = Callable[["RunHandle", ev.Event], Awaitable[None] | None]
 Then = Callable[[RunOutcome], "RunSpec | Awaitable[RunSpec | None] | None"]
 State = Literal["queued", "running", "done"]
 CANCELLED = "cancelled"
+TRANSIENT = ("api_error", "rate_limited")  # outcomes worth resuming after the client's own retries
 
 
 @dataclass
@@ -55,6 +56,7 @@ class FleetStats:
     """Counters for metrics: runs by state, finished runs by outcome, and what the finished ones spent."""
 
     submitted: int = 0
+    resumed: int = 0  # attempts resumed after an outcome in ``resume_on``
     queued: int = 0
     running: int = 0
     finished: Counter[str] = field(default_factory=Counter)
@@ -152,16 +154,24 @@ class Fleet:
     per-tenant keys or wrappers); the fleet never closes clients. ``weights`` weigh queues against
     each other and ``aging`` bounds priority inversion (see ``tether.fleet.scheduler``). ``observe``
     sees every event of every run, with its handle.
+
+    ``resume_attempts``: a run that ends in a category of ``resume_on`` (after the client's own
+    retries) is resumed from the store up to this many times; its completed turns and finished
+    tool calls are kept, so nothing is done twice. Its watchers see each attempt, ``RunStarted``
+    to ``RunEnd``, and its outcome sums what the attempts spent. Off (0) by default: an
+    ``api_error`` may be a bad request that fails again.
     """
 
     def __init__(self, client: ModelClient | ClientFactory, sessions: Sessions, settings: Settings | None = None,
                  *, concurrency: int = 16, weights: Mapping[str, float] | None = None,
-                 aging: int | None = DEFAULT_AGING, observe: FleetObserver | None = None) -> None:
+                 aging: int | None = DEFAULT_AGING, observe: FleetObserver | None = None,
+                 resume_attempts: int = 0, resume_on: Iterable[str] = TRANSIENT) -> None:
         self._client_for: ClientFactory = _factory(client)
         self.sessions = sessions
         self.settings = settings or Settings()
         self.scheduler = Scheduler(concurrency, weights, aging=aging)
         self.observe = observe
+        self.resume_attempts, self.resume_on = resume_attempts, frozenset(resume_on)
         self.stats = FleetStats()
         self._tasks: set[asyncio.Task[None]] = set()
         self._handles: set[RunHandle] = set()
@@ -237,8 +247,7 @@ class Fleet:
             self.stats.queued -= 1
             self.stats.running += 1
             try:
-                outcome = await execute(spec, client=self._client_for(spec), sessions=self.sessions,
-                                        settings=self.settings, observe=lambda event: self._event(handle, event))
+                outcome = await self._attempts(handle)
             except asyncio.CancelledError:
                 outcome = RunOutcome(spec.id, handle.session_id, CANCELLED, error="cancelled while running")
                 await self._interrupted(handle)
@@ -249,6 +258,20 @@ class Fleet:
                 self.scheduler.release()
         finally:
             self._done(handle, outcome)
+
+    async def _attempts(self, handle: RunHandle) -> RunOutcome:
+        """Execute the run; resume it from the store while it ends in a category of ``resume_on``."""
+        spec, total = handle.spec, None
+        for attempt in range(self.resume_attempts + 1):
+            outcome = await execute(spec, client=self._client_for(spec), sessions=self.sessions,
+                                    settings=self.settings, observe=lambda event: self._event(handle, event))
+            total = outcome if total is None else _plus(total, outcome)
+            if outcome.outcome not in self.resume_on or attempt == self.resume_attempts:
+                break
+            self.stats.resumed += 1
+            spec = dataclasses.replace(spec, task=None)
+        assert total is not None
+        return total
 
     def _event(self, handle: RunHandle, event: ev.Event) -> Awaitable[None] | None:
         handle._publish(event)
@@ -275,6 +298,15 @@ def failed(spec: RunSpec, session_id: str, exc: Exception) -> RunOutcome:
     if not isinstance(category, str):
         category = "system_error"
     return RunOutcome(spec.id, session_id, category, error=f"{type(exc).__name__}: {exc}")
+
+
+def _plus(before: RunOutcome, after: RunOutcome) -> RunOutcome:
+    """The outcome of a resumed run: the last attempt's ending, the attempts' spending summed."""
+    return dataclasses.replace(
+        after, turns=before.turns + after.turns, input_tokens=before.input_tokens + after.input_tokens,
+        output_tokens=before.output_tokens + after.output_tokens,
+        cache_read_tokens=before.cache_read_tokens + after.cache_read_tokens,
+        cache_write_tokens=before.cache_write_tokens + after.cache_write_tokens, dollars=before.dollars + after.dollars)
 
 
 def _factory(client: ModelClient | ClientFactory) -> ClientFactory:

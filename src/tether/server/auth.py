@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.datastructures import Headers
 
-from tether.server.errors import ServiceError
+from tether.server.errors import ServiceError, unavailable
 from tether.server.tokens import SCOPES, ServiceToken, TokenStore
 
 ANONYMOUS = ServiceToken("anonymous", "anonymous (auth off)", "default", SCOPES)
@@ -30,7 +30,10 @@ class Authenticator:
         if kind.lower() != "bearer" or not text.strip():
             raise ServiceError("unauthorized", "this route needs a service token: Authorization: Bearer tth_…",
                                headers=_CHALLENGE)
-        token = await self.tokens.verify(text.strip())
+        try:
+            token = await self.tokens.verify(text.strip())
+        except Exception as exc:  # the store is down: nobody can be checked, which is not the caller's fault
+            raise unavailable(f"cannot check the token: the store is unreachable ({type(exc).__name__})") from exc
         if token is None:
             raise ServiceError("unauthorized", "the service token is malformed, unknown or revoked",
                                headers={"WWW-Authenticate": 'Bearer realm="tether", error="invalid_token"'})

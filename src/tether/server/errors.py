@@ -73,11 +73,11 @@ def from_exception(exc: BaseException, *, debug: bool = False) -> ServiceError:
         return ServiceError("not_found", str(exc))
     if isinstance(exc, StoreConflict):
         return conflict(str(exc))
-    if isinstance(exc, UserError):
-        return ServiceError("validation_error", str(exc))
     category = getattr(exc, "category", None)
     if isinstance(exc, TetherError) and category in STATUS:
         return ServiceError(category, str(exc))
+    if isinstance(exc, UserError):
+        return ServiceError("validation_error", str(exc))
     detail = f": {type(exc).__name__}: {exc}" if debug else ""
     return ServiceError("system_error", f"internal error; the service log has the details under this "
                                         f"request id{detail}")

@@ -7,10 +7,11 @@ Each event is encoded once, when it is appended, as a whole SSE frame::
     data: {"text":"Hel","type":"text_delta"}
 
 Sequence numbers run 1, 2, 3, … over the whole life of a service run, follow-ups included, and a
-run resumed after a restart goes on from where the log stopped. The log keeps the last
-``capacity`` frames. A reader that asks for frames older than that (it reconnected too late, or
-the run is long) gets ``missed`` > 0: the count it can never have, the stream tells it so with a
-``gap`` event, and the conversation itself is always whole in the session store.
+run resumed after a restart goes on from where the log stopped (``first``). The log keeps the last
+``capacity`` frames. A reader that asks for frames older than that (it reconnected too late, the
+run is long, or they were sent before a restart) gets ``missed`` > 0: the count it can never
+have; the stream tells it so with a ``gap`` event. The conversation itself is always whole in the
+session store.
 
 Readers wait on an ``asyncio.Event`` of their own, which every append sets: appending never waits
 for a reader, and a reader that is slow only falls behind (and, past ``capacity``, misses frames).
@@ -65,10 +66,9 @@ class EventLog:
 
     def after(self, seq: int) -> tuple[int, list[bytes]]:
         """Frames numbered above ``seq``, oldest first, and how many of those were dropped already."""
-        first = max(seq + 1, self._start)
-        oldest = self.oldest_seq
-        missed = max(0, oldest - first)
-        first = max(first, oldest)
+        oldest = self.oldest_seq  # older frames were dropped, or sent by the process before a restart
+        missed = max(0, min(oldest, self.next_seq) - (seq + 1))
+        first = max(seq + 1, oldest)
         return missed, [self._ring[s % self.capacity] for s in range(first, self.next_seq)]
 
     def listen(self, wake: asyncio.Event) -> None:

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
+import re
 import uuid
 import warnings
 from collections.abc import Callable
@@ -55,7 +57,8 @@ from tether.store.base import SessionInfo, SessionQuery
 
 log = logging.getLogger("tether.server")
 SERVICE = "service"  # the session metadata key of the service's record of a run
-STOP_WAIT = 10.0  # seconds an interrupt or cancel waits for the execution to wind down
+STOP_WAIT = 10.0
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")  # seconds an interrupt or cancel waits for the execution to wind down
 
 
 def new_run_id() -> str:
@@ -91,6 +94,7 @@ class RunManager:
 
     async def start(self, task: str | None, config: RunConfig, *, session_id: str | None = None) -> ServiceRun:
         model = self.check_model(config.model)
+        config = dataclasses.replace(config, model=model)  # pinned for follow-ups and resumes
         if session_id is not None:
             await self.sessions.get(session_id)
             if session_id in self._claimed:
@@ -136,7 +140,7 @@ class RunManager:
         if base is not None or record.get("run_id") != run.id:
             record = {"run_id": run.id, "config": run.config.to_dict(), "created_at": run.created_at.isoformat(),
                       "base": (base or Totals()).__dict__}
-        record.update(state="active", pending_task=task,
+        record.update(state="submitted", pending_task=task,
                       messages_at_submit=len(await self.store.messages(run.session_id)))
         await self.store.update(run.session_id, metadata={**info.metadata, SERVICE: record})
         handle = self.fleet.submit(self._spec(run, task))
@@ -148,7 +152,7 @@ class RunManager:
 
     def _spec(self, run: ServiceRun, task: str | None) -> RunSpec:
         c = run.config
-        workspace = str(self.workspaces / run.session_id) if c.tools else None
+        workspace = str(self.workspace(run.session_id)) if c.tools else None
         return RunSpec(task, model=c.model, tools=list(c.tools), workspace=workspace, limits=dict(c.limits),
                        queue=c.tenant, session_id=run.session_id, id=run.id, title=c.title, tags=list(c.tags),
                        permissions=dict(c.permissions), approve=run.ask)
@@ -246,6 +250,12 @@ class RunManager:
         self._claimed[info.id] = run.id
         await self._submit(run, None if begun else record.get("pending_task"))
         return run
+
+    def workspace(self, session_id: str) -> Path:
+        """Where the runs of a session work (one folder per session, kept across follow-ups and restarts)."""
+        if not _SAFE_ID.fullmatch(session_id):
+            raise invalid(f"session id {session_id[:80]!r} cannot name a workspace folder")
+        return self.workspaces / session_id
 
     # --- lookups -------------------------------------------------------------------------------
 

@@ -9,12 +9,13 @@ to every token with the ``read`` scope.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from tether.server.bodies import ForkRequest
-from tether.server.errors import conflict, not_found
+from tether.server.errors import ServiceError, conflict, not_found
 from tether.server.manager import SERVICE
 from tether.server.routing import Call, Operation, route
 from tether.server.usage import usage
@@ -122,8 +123,8 @@ async def delete_session(call: Call) -> Response:
         raise conflict(f"session {info.id} is in use by run {holder.id} ({holder.status}): cancel the run first")
     call.service.manager.release(info.id)
     await call.service.store.delete(info.id)
-    folder = call.service.manager.workspaces / info.id
-    await asyncio.to_thread(shutil.rmtree, folder, True)
+    with contextlib.suppress(ServiceError):
+        await asyncio.to_thread(shutil.rmtree, call.service.manager.workspace(info.id), True)
     return Response(status_code=204)
 
 

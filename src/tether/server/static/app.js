@@ -29,7 +29,7 @@ function alert(problem) {
 const api = new Api(base, token.get, () => signOut("The service refused the token: enter a valid one."));
 const views = {
   run: new RunView(api, alert),
-  sessions: new SessionsView(api, alert, (session) => { views.run.resume(session); go("run"); }),
+  sessions: new SessionsView(api, alert, (session) => { go("run"); views.run.continueSession(session); }),
   usage: new UsageView(api, alert),
 };
 

@@ -8,7 +8,6 @@ const TOOLS = [
   { name: "bash", label: "bash (shell)", use: true, mode: "ask" },
   { name: "editor", label: "editor (files)", use: true, mode: "allow" },
   { name: "python", label: "python", use: false, mode: "allow" },
-  { name: "computer", label: "computer use", use: false, mode: "ask" },
 ];
 const ACTIVE = new Set(["queued", "running", "waiting_approval"]); // the service's run statuses
 
@@ -84,7 +83,29 @@ export class RunView {
     }
   }
 
-  /** Start the next run in an existing session (from the Sessions view), or stop doing so. */
+  /**
+   * Continue a session (from the Sessions view): its run, if the service still holds one, takes a
+   * follow-up; otherwise the form starts a new run in the session.
+   */
+  async continueSession(session) {
+    if (session.run_id) {
+      try {
+        const run = await this.api.get(`v1/runs/${enc(session.run_id)}`);
+        if (run.session_id === session.id && run.status !== "cancelled") {
+          this.resume(null);
+          this.watch(run);
+          $("#follow-text").focus();
+          return;
+        }
+      } catch (error) {
+        if (error.status !== 404) this.alert(error);
+      }
+    }
+    this.resume(session);
+    $("#task").focus();
+  }
+
+  /** Start the next run in ``session``, or (null) in a new session. */
   resume(session) {
     this.resumeId = session ? session.id : null;
     $("#resume-title").textContent = session ? session.title || session.id : "";

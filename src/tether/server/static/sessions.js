@@ -1,8 +1,8 @@
 // The Sessions view: search, open, resume, fork and export stored sessions.
 
-import { $, dollars, h, pretty, show, when } from "./dom.js";
+import { $, dollars, h, show, when } from "./dom.js";
 import { enc } from "./run.js";
-import { resultContent } from "./transcript.js";
+import { inputView, resultContent } from "./transcript.js";
 
 export class SessionsView {
   /** @param {(session: object) => void} onResume switches to the Run view to continue a session */
@@ -58,9 +58,10 @@ export class SessionsView {
     const info = detail.session || detail;
     $("#detail-title").textContent = info.title || info.id;
     const messages = detail.messages || [];
+    const names = new Map(); // tool_use id -> tool name, for the results that follow
     $("#detail-body").replaceChildren(
       h("p", { class: "meta" }, `${info.id} · ${info.model || ""} · ${info.turns ?? 0} turns · ${dollars(info.dollars)}`),
-      ...messages.map(message));
+      ...messages.map((m) => message(m, names)));
     show($("#session-detail"));
     $("#detail-title").focus();
   }
@@ -93,24 +94,29 @@ export class SessionsView {
 }
 
 /** One stored message (wire form) as a transcript entry. */
-function message(m) {
+function message(m, names) {
   const blocks = typeof m.content === "string" ? [{ type: "text", text: m.content }] : m.content || [];
-  return h("div", { class: m.role === "user" ? "user" : "assistant-msg" },
-    h("span", { class: "role" }, m.role), ...blocks.map(block));
+  const results = blocks.length > 0 && blocks.every((b) => b.type === "tool_result");
+  return h("div", { class: m.role === "user" && !results ? "user" : "assistant-msg" },
+    h("span", { class: "role" }, results ? "tool results" : m.role), ...blocks.map((b) => block(b, names)));
 }
 
-function block(b) {
+function block(b, names) {
   switch (b.type) {
     case "text":
       return h("div", { class: "assistant" }, b.text);
     case "thinking":
       return h("details", { class: "thinking" }, h("summary", {}, "Thinking"), h("pre", {}, b.thinking));
     case "tool_use":
+      names.set(b.id, b.name);
       return h("section", { class: "tool" }, h("header", {}, h("span", { class: "tool-name" }, b.name)),
-        h("pre", { class: "input" }, pretty(b.input)));
-    case "tool_result":
+        h("div", { class: "input" }, ...inputView(b.input)));
+    case "tool_result": {
+      const name = names.get(b.tool_use_id) || "tool";
       return h("section", { class: b.is_error ? "tool error" : "tool" },
-        h("header", {}, "result"), h("div", { class: "result" }, ...resultContent(b.content)));
+        h("header", {}, h("span", { class: "tool-name" }, name), h("span", { class: "tool-state" }, "result")),
+        h("div", { class: "result" }, ...resultContent(b.content, name)));
+    }
     default:
       return h("p", { class: "meta" }, `[${b.type}]`);
   }

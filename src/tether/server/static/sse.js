@@ -89,6 +89,7 @@ export class EventStream {
       try {
         const response = await this.connect(this.lastId, signal);
         failures = 0;
+        if (response.status === 204) break; // the service has nothing more to send
         this.onState("open");
         await this.#read(response.body, signal);
       } catch (error) {

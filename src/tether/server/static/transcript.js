@@ -88,8 +88,10 @@ export class Transcript {
 
   on_tool_call_finished(e) {
     const tool = this.tool(e.id, e.name);
-    tool.input.textContent = pretty(e.input);
-    tool.state.textContent = "running…";
+    const input = h("div", { class: "input" }, ...inputView(e.input));
+    tool.input.replaceWith(input);
+    tool.input = input;
+    if (!tool.done) tool.state.textContent = "running…";
   }
 
   on_approval_requested(e) {
@@ -160,6 +162,11 @@ export class Transcript {
       `Context ${e.kind}: ${tokens(e.tokens_before)} → ${tokens(e.tokens_after)} tokens`));
   }
 
+  on_gap(e) {
+    this.add(h("p", { class: "warning" },
+      `${e.missed} events were too old to resend; the session keeps the whole conversation.`));
+  }
+
   on_run_end(e) {
     const failed = e.outcome !== "completed";
     this.add(h("p", { class: failed ? "end error" : "end" },
@@ -172,6 +179,19 @@ export class Transcript {
     const r = this.root;
     if (r.scrollHeight - r.scrollTop - r.clientHeight < 120) r.scrollTop = r.scrollHeight;
   }
+}
+
+/** A tool's input: each field on its own, strings as they are (a command, code), folded when long. */
+export function inputView(input) {
+  if (!input || typeof input !== "object" || Array.isArray(input)) return [h("pre", {}, pretty(input))];
+  return Object.entries(input).map(([key, value]) => {
+    const text = typeof value === "string" ? value : pretty(value);
+    const lines = text.split("\n").length;
+    if (lines > 12) {
+      return h("details", { class: "field" }, h("summary", {}, `${key} (${lines} lines)`), h("pre", {}, text));
+    }
+    return h("div", { class: "field" }, h("span", { class: "key" }, key), h("pre", {}, text));
+  });
 }
 
 /** The children of a tool result: text as preformatted text, images as <img>. */

@@ -1,0 +1,54 @@
+"""``tether serve``: the HTTP service, after checking the configuration it is given.
+
+The checks are ``tether.checks.problems(settings, service=True)`` (an API key, a reachable store,
+in prod auth on and debug off) plus one of the service's own: only the dev profile may turn auth
+off. Any problem refuses to start, with the list of what to change (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from tether.checks import problems
+from tether.config import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("serve", help="serve the HTTP API and the web page",
+                       description="Serve runs, sessions, event streams, metrics and the web page over HTTP. "
+                                   "Make a token first: tether tokens create --name NAME --scopes read,run "
+                                   "--tenant TEAM.")
+    p.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: server.port, 8600)")
+    p.add_argument("--profile", choices=["dev", "staging", "prod"])
+    p.add_argument("--config", type=Path, help="a tether.toml to read")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+async def startup_problems(settings: Settings) -> list[str]:
+    found = await problems(settings, service=True)
+    if not settings.server.auth and settings.profile != "dev":
+        found.append(f"the {settings.profile} profile refuses to serve without auth: set server.auth = true "
+                     "(only the dev profile may turn it off)")
+    return found
+
+
+def command(args: argparse.Namespace) -> int:
+    from tether.server.runner import configure_logging, serve
+
+    settings = Settings.load(path=args.config, profile=args.profile,
+                             **{"server.host": args.host, "server.port": args.port})
+    found = asyncio.run(startup_problems(settings))
+    if found:
+        print(f"tether serve: the configuration (profile {settings.profile}) has problems; change these first:",
+              file=sys.stderr)
+        for problem in found:
+            print(f"  ✗ {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings, args.log_level)
+    asyncio.run(serve(settings))
+    return 0
