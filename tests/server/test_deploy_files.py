@@ -8,7 +8,9 @@ passes hadolint and has its stages, user and health check; the systemd units pas
 
 from __future__ import annotations
 
+import argparse
 import configparser
+import fnmatch
 import functools
 import json
 import re
@@ -36,23 +38,35 @@ HEALTHZ = re.compile(r"http://127\.0\.0\.1:(\d+)/healthz")
 
 
 @functools.cache
-def help_text(subcommand: str) -> str:
-    """What the installed ``tether SUBCOMMAND --help`` prints."""
-    done = subprocess.run([*TETHER, subcommand, "--help"], capture_output=True, text=True, timeout=60)
+def help_text(command: tuple[str, ...]) -> str:
+    """What the installed ``tether COMMAND --help`` prints."""
+    done = subprocess.run([*TETHER, *command, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
+def command_of(args: list[str]) -> tuple[str, ...]:
+    """The (sub)command words at the start of ``args``: ("serve",), ("tokens", "create")."""
+    words, current = [], parser()
+    for word in args:
+        choices = next((a.choices for a in current._actions if isinstance(a, argparse._SubParsersAction)), {})
+        if word not in choices:
+            break
+        words.append(word)
+        current = choices[word]
+    return tuple(words)
+
+
 def accepted(argv: list[str]) -> None:
-    """``tether ARGV`` is a command line tether accepts, and its subcommand answers ``--help``."""
+    """``tether ARGV`` is a command line tether accepts, and its command answers ``--help``."""
     assert argv[0] in ("tether", "/opt/tether/bin/tether"), argv
     try:
         parser().parse_args(argv[1:])
     except SystemExit:
         pytest.fail(f"tether does not accept {shlex.join(argv)}")
-    subcommand = argv[1]
-    for option in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
-        assert option in help_text(subcommand), f"`tether {subcommand} --help` does not mention {option}"
+    command = command_of(argv[1:])
+    for option in (a.split("=")[0] for a in argv[1:] if a.startswith("--")):
+        assert option in help_text(command), f"`tether {' '.join(command)} --help` does not mention {option}"
 
 
 def test_health_checks_ask_a_public_route():
@@ -91,6 +105,14 @@ def test_compose_has_the_database_the_service_and_workers(compose):
 def test_compose_commands_are_real_tether_commands(compose):
     for service in tether_services(compose).values():
         accepted(service["command"])
+
+
+def test_compose_usage_notes_give_real_tether_commands():
+    notes = [line.split(" exec tether ", 1)[1] for line in (DEPLOY / "compose.yaml").read_text().splitlines()
+             if line.startswith("#") and " exec tether tether " in line]
+    assert len(notes) >= 2
+    for note in notes:
+        accepted(shlex.split(note))
 
 
 def test_compose_builds_the_image_from_the_deploy_dockerfile(compose):
@@ -168,6 +190,16 @@ def test_dockerfile_extras_exist():
     for group in re.findall(r"\[([\w,]+)\]\"", text):
         for extra in group.split(","):
             assert extra in extras, f"the Dockerfile asks for the extra {extra!r}, which pyproject.toml lacks"
+
+
+def test_the_wheel_carries_the_web_page():
+    """Every file of the page matches pyproject's package data, so the image's wheel serves it."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tether"]
+    package = ROOT / "src" / "tether"
+    for path in (package / "server" / "static").rglob("*"):
+        if path.is_file():
+            name = path.relative_to(package).as_posix()
+            assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} is not in the package data"
 
 
 def test_dockerfile_runs_as_a_user_without_privileges():

@@ -2,8 +2,10 @@
 
 ``tether serve`` runs in its own process on a loopback port, its model a ``FakeAPI`` scripted to
 think, write, call ``bash`` (which the run sets to "ask"), save a screenshot with ``python`` and
-answer. Playwright drives the page as a person would: token, task, approval, follow-up, sessions,
-fork, usage. Screenshots go to the test's temporary directory (the path is printed).
+answer. Playwright drives the page as a person would: token, task, approval, result and cost,
+follow-up, sessions (fork, open, export, resume), usage; then an interrupt and a reload. The event
+stream's parser and its reconnection are checked in the same browser. Screenshots go to the test's
+temporary directory (the path is printed; ``pytest -s`` shows it).
 
 Needs Chromium (Debian's ``chromium``, /usr/bin/chromium) and the ``playwright`` package; never its
 browser download. Skipped, saying so, when either is missing.
@@ -34,10 +36,11 @@ if not Path(CHROMIUM).exists():
                 allow_module_level=True)
 
 expect = sync_api.expect
+expect.set_options(timeout=15_000)  # a loaded CI machine is slower than a desk
 TETHER = [sys.executable, "-m", "tether.cli.main"]
 API_KEY = "sk-page-test"
 TASK = "Check the workspace and show me the app"
-# Flags for a machine with no network but loopback (see the module docstring).
+# Headless, and no connection attempts of Chromium's own (this machine reaches only loopback).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -105,7 +108,7 @@ def service(tmp_path_factory):
     with FakeAPI() as fake:
         env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": fake.base_url,
                "TETHER_STORE_URL": str(root / "sessions.db"), "HOME": str(root), "XDG_DATA_HOME": str(root)}
-        made = subprocess.run([*TETHER, "tokens", "create", "--name", "page-test", "--scopes", "read,run,admin"],
+        made = subprocess.run([*TETHER, "tokens", "create", "--name", "page-test", "--scopes", "read,run"],
                               env=env, capture_output=True, text=True, timeout=60, check=True)
         token = next(w for w in made.stdout.split() if w.startswith("tth_"))
         port = free_port()
@@ -153,6 +156,14 @@ def shot(page, root: Path, name: str) -> Path:
     return path
 
 
+def unnamed_controls(page) -> list[str]:
+    """The visible form controls and buttons a screen reader could not name."""
+    return page.evaluate("""() => [...document.querySelectorAll("input, select, textarea, button")]
+        .filter((el) => el.offsetParent !== null)
+        .filter((el) => !(el.labels?.length || el.getAttribute("aria-label") || el.textContent.trim()))
+        .map((el) => el.outerHTML.slice(0, 80))""")
+
+
 def sign_in(page, url: str, token: str) -> None:
     page.goto(url)
     page.get_by_label("Service token").fill(token)
@@ -169,6 +180,8 @@ def test_the_page_drives_a_run_from_token_to_usage(page, service):
     sign_in(page, url, token)
     assert page.evaluate("sessionStorage.getItem('tether.token')") == token
     assert token not in page.content() and token not in page.url
+
+    assert unnamed_controls(page) == []
 
     # Start a run: bash asks first, python runs freely.
     page.get_by_label("Task").fill(TASK)
@@ -231,6 +244,11 @@ def test_the_page_drives_a_run_from_token_to_usage(page, service):
     expect(detail).to_contain_text("hello from bash")
     expect(detail.locator("img")).to_have_count(1)
     shot(page, root, "3-sessions")
+    assert unnamed_controls(page) == []
+    with page.expect_download() as download:
+        fork.get_by_role("button", name="Export").click()
+    exported = Path(download.value.path()).read_text()
+    assert download.value.suggested_filename.endswith(".md") and "hello from bash" in exported
 
     # Resume the fork, which no run holds: a new run continues its conversation.
     fork.get_by_role("button", name="Resume").click()
@@ -265,10 +283,17 @@ def test_the_page_interrupts_a_run(page, service):
     page.get_by_label("Use editor").uncheck()
     page.get_by_role("button", name="Start run").click()
     expect(page.locator("#transcript .assistant")).to_contain_text("Counting slowly")
+
     page.get_by_role("button", name="Interrupt").click()
     expect(page.locator("#live-status")).to_have_text("idle")
     expect(page.get_by_role("button", name="Interrupt")).to_be_disabled()
     assert "1999" not in page.locator("#transcript").inner_text()
+
+    # A reload comes back to the run (its id is in the address, the token in sessionStorage).
+    shown = page.locator("#transcript .assistant").inner_text()
+    page.reload()
+    expect(page.locator("#live-status")).to_have_text("idle")
+    expect(page.locator("#transcript .assistant")).to_have_text(shown)
 
 
 def test_the_page_refuses_a_bad_token(page, service):
@@ -298,3 +323,33 @@ def test_the_event_stream_parser(page, service):
         {"id": "7", "event": "message", "data": "one\ntwo"},
         {"id": "", "event": "message", "data": "x"},
     ]
+
+
+def test_the_event_stream_reconnects_after_the_last_event_it_had(page, service):
+    """A stream cut mid-way is opened again with Last-Event-ID; a 204 (nothing more) ends it."""
+    page.goto(service[0])
+    result = page.evaluate(r"""async () => {
+        const { EventStream } = await import("./static/sse.js");
+        const asked = [], got = [];
+        const body = (frames, fail) => new ReadableStream({
+            start(controller) {
+                for (const f of frames) controller.enqueue(new TextEncoder().encode(f));
+                // The connection breaks (or ends) once the frames have been read.
+                setTimeout(() => fail ? controller.error(new TypeError("network error")) : controller.close(), 50);
+            },
+        });
+        const answers = [
+            () => new Response(body(["retry: 10\n\nid: 1\ndata: a\n\n", "id: 2\ndata: b\n\n"], true)),
+            () => new Response(body(["id: 3\ndata: c\n\n"], false)),
+            () => new Response(null, { status: 204 }),
+        ];
+        return await new Promise((resolve) => {
+            const stream = new EventStream(
+                async (lastId) => { asked.push(lastId); return answers[asked.length - 1](); },
+                (m) => got.push(m.data),
+                (state) => { if (state === "closed") resolve({ asked, got }); },
+            );
+            stream.open();
+        });
+    }""")
+    assert result == {"asked": ["", "2", "3"], "got": ["a", "b", "c"]}

@@ -53,7 +53,7 @@ async def test_a_session_is_read_forked_and_exported(harness):
     whole = await harness.client.post(f"/v1/sessions/{sid}/fork", headers=bearer(token))
     assert whole.status_code == 201
     too_far = await harness.client.post(f"/v1/sessions/{sid}/fork", json={"at": 99}, headers=bearer(token))
-    assert too_far.status_code == 400
+    assert too_far.status_code == 409 and "has 4 messages" in too_far.json()["error"]["message"]
 
     exported = await harness.client.get(f"/v1/sessions/{sid}/export", headers=bearer(token))
     assert exported.headers["content-type"].startswith("application/json")

@@ -78,6 +78,9 @@ def command(args: argparse.Namespace) -> int:
         settings = Settings.load(path=args.config, **(endpoint or {}))
         lines = read_batch(args.file, defaults=_defaults(args), key=args.name, workspaces=args.workspaces)
         out = args.out or args.file.with_name(args.file.name.removesuffix(".jsonl") + ".results.jsonl")
+        args.weights = weights(args.weight)
+        if args.concurrency < 1:
+            raise UserError("--concurrency must be at least 1")
         return asyncio.run(_main(args, settings, lines, out))
 
 
@@ -100,7 +103,9 @@ def weights(specs: list[str]) -> dict[str, float]:
         try:
             out[name.strip()] = float(value)
         except ValueError:
-            raise UserError(f"--weight wants QUEUE=NUMBER, not {item!r}") from None
+            out[name.strip()] = 0.0
+        if not name.strip() or not out[name.strip()] > 0:
+            raise UserError(f"--weight wants QUEUE=NUMBER with a number above 0, not {item!r}")
     return out
 
 
@@ -111,16 +116,20 @@ def client_for(settings: Settings) -> ModelClient:
 
 
 async def _main(args: argparse.Namespace, settings: Settings, lines: list[BatchLine], out: Path) -> int:
-    results = ResultsFile(out)
-    await asyncio.to_thread(results.open)
     client = client_for(settings)
+    results = ResultsFile(out)
+    try:
+        await asyncio.to_thread(results.open)
+    except BaseException:
+        await _aclose(client)
+        raise
     progress = BatchProgress()
     console = Console(highlight=False)
     _stop_on_sigterm()
     try:
         async with open_sessions(settings) as sessions, _display(console, progress, args) as on_result:
             async with Fleet(client, sessions, settings, concurrency=args.concurrency,
-                             weights=weights(args.weight), resume_attempts=args.resume_attempts) as fleet:
+                             weights=args.weights, resume_attempts=args.resume_attempts) as fleet:
                 await run_batch(lines, results, fleet, progress=progress, on_result=on_result)
     except asyncio.CancelledError:
         print(f"interrupted: {progress.finished}/{progress.total} finished; run the same command again to resume")

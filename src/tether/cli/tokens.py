@@ -24,9 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="who or what uses it")
     create.add_argument("--scopes", default="read", help=f"comma-separated: {', '.join(SCOPES)} (default: read)")
     create.add_argument("--tenant", default="default", help="its runs' queue, for fair sharing and usage")
-    cmds.add_parser("list", help="every token (never their secrets)")
+    listing = cmds.add_parser("list", help="every token (never their secrets)")
     revoke = cmds.add_parser("revoke", help="revoke a token: it stops working at its next request")
     revoke.add_argument("id")
+    for command in (create, listing, revoke):  # `tether tokens create --config F` works too
+        command.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 

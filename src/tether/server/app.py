@@ -25,7 +25,8 @@ from starlette.staticfiles import StaticFiles
 from tether.api.client import ModelClient
 from tether.config import Settings
 from tether.server import routes_ops, routes_runs, routes_sessions
-from tether.server.routing import Operation, RequestContext, http_exception, starlette_route
+from tether.server.openapi import query_parameters
+from tether.server.routing import Operation, RequestContext, http_exception, starlette_routes
 from tether.server.service import Service, ServiceOptions
 
 STATIC = Path(__file__).parent / "static"
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, options: ServiceOptions | None 
                                      allow_methods=["GET", "POST", "DELETE"],
                                      allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
                                      expose_headers=["X-Request-ID"]))
-    routes: list[Route | Mount] = [starlette_route(op) for op in OPERATIONS]
+    routes: list[Route | Mount] = [*starlette_routes(OPERATIONS, query_parameters())]
     routes.append(Route("/", _index, methods=["GET"]))
     if STATIC.is_dir():
         routes.append(Mount("/static", app=StaticFiles(directory=STATIC), name="static"))

@@ -22,7 +22,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Limits(Body):
@@ -37,6 +37,10 @@ class Limits(Body):
 class RunCreate(Body):
     """A new run: a ``task``, or a ``session_id`` to continue (the task then is a follow-up)."""
 
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
+        {"required": ["task"], "properties": {"task": {"type": "string"}}},
+        {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}}]})
+
     task: Text | None = None
     model: Name | None = None
     tools: list[Literal["bash", "editor", "python"]] = Field(default_factory=list, max_length=3)
@@ -45,7 +49,14 @@ class RunCreate(Body):
     title: Annotated[str, StringConstraints(max_length=500)] | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     permissions: dict[ToolKey, Mode] = Field(default_factory=dict, max_length=20,
-                                             description='tool name (or "*" for the rest) -> allow, ask or deny')
+                                             description='tool name (or "*" for the rest) -> allow, ask or deny',
+                                             json_schema_extra={"additionalProperties": False})
+
+    @pydantic.model_validator(mode="after")
+    def _task_or_session(self) -> RunCreate:
+        if self.task is None and self.session_id is None:
+            raise ValueError("give a task (or a session_id to continue)")
+        return self
 
 
 class MessageCreate(Body):
@@ -61,7 +72,7 @@ class ForkRequest(Body):
 
 
 class TokenCreate(Body):
-    name: Name
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
     scopes: list[Literal["read", "run", "admin"]] = Field(min_length=1, max_length=3)
     tenant: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 

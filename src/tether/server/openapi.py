@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tether.api.catalog import Catalog
 from tether.server import bodies
 from tether.server.errors import CATEGORIES
 from tether.server.runs import STATUSES
@@ -97,8 +98,11 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 RUN_ID = _path("run_id", "the run's id")
 SESSION_ID = _path("session_id", "the session's id")
-EVENTS = {"description": "the run's events as Server-Sent Events (`id`, `event`, `data` JSON)",
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+EVENTS = {"description": "the run's events as Server-Sent Events: `id` (a number per run), `event` (the event's "
+                         "type) and `data` (its JSON); `gap` and `shutdown` events have no id",
+          "content": {"text/event-stream": {"schema": _obj(
+              {"id": {"type": "string", "pattern": "^[0-9]+$"}, "event": STR,
+               "data": {"type": "string", "contentMediaType": "application/json"}}, ["event", "data"])}}}
 
 
 def _op(summary: str, scope: str | None, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -149,8 +153,8 @@ def _paths() -> dict[str, Any]:
                                "for clients that cannot set the header")])},
         "/v1/sessions": {"get": _op("search sessions", "read", {"200": _json(_ref("SessionList"), "sessions")},
                                     parameters=[
-            _query("search", {"type": "string", "maxLength": 200}, "text in titles or messages"),
-            _query("tag", {"type": "string", "maxLength": 100}, "sessions with this tag"),
+            _query("search", {"type": "string", "minLength": 1, "maxLength": 200}, "text in titles or messages"),
+            _query("tag", {"type": "string", "minLength": 1, "maxLength": 100}, "sessions with this tag"),
             _query("status", {"type": "string", "enum": ["running", "completed", "failed", "interrupted"]}, ""),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, ""),
             _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000000}, "")])},
@@ -186,6 +190,11 @@ def _request_schemas() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=REF)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
+    models = sorted({name for info in Catalog.load().models.values() if info.status != "retired"
+                     for name in (info.id, *info.aliases)})
+    out["RunCreate"]["properties"]["model"] = {
+        "anyOf": [{"type": "string", "enum": models}, {"type": "null"}], "default": None,
+        "description": "a model of tether's catalog (more can be added under [models] in tether.toml)"}
     return out
 
 
@@ -204,3 +213,9 @@ def document() -> dict[str, Any]:
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                       "description": "a service token, tth_<id>_<secret>"}}},
     }
+
+
+def query_parameters() -> dict[tuple[str, str], set[str]]:
+    """The query parameters the document gives each (method, path): the only ones the routes take."""
+    return {(method.upper(), path): {p["name"] for p in op.get("parameters", ()) if p["in"] == "query"}
+            for path, item in document()["paths"].items() for method, op in item.items()}

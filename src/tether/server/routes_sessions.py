@@ -60,8 +60,7 @@ async def _session(call: Call) -> SessionInfo:
 async def list_sessions(call: Call) -> Response:
     limit = call.query_int("limit", 50, 1, 500)
     offset = call.query_int("offset", 0, 0, 1_000_000)
-    q = call.request.query_params
-    query = SessionQuery(text=q.get("search") or None, tag=q.get("tag") or None,
+    query = SessionQuery(text=call.query("search", 200), tag=call.query("tag", 100),
                          status=call.query_choice("status", STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
     if "admin" in call.token.scopes:
         found = await call.service.store.list(query)
@@ -99,6 +98,9 @@ async def get_session(call: Call) -> Response:
 async def fork_session(call: Call) -> Response:
     info = await _session(call)
     body = await call.body(ForkRequest)
+    count = len(await call.service.store.messages(info.id))
+    if body.at is not None and body.at > count:
+        raise conflict(f"session {info.id} has {count} messages: fork it at 1 to {count}")
     child = await call.service.sessions.fork(info.id, body.at)
     return JSONResponse(session_dict(child), status_code=201, headers={"Location": f"/v1/sessions/{child.id}"})
 

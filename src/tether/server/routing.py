@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,23 +48,30 @@ class Call:
     def param(self, name: str) -> str:
         return self.request.path_params[name]
 
-    def query_int(self, name: str, default: int, low: int, high: int) -> int:
+    def query(self, name: str, max_length: int = 200) -> str | None:
+        """A query parameter; absent is None, and an empty or over-long one is refused."""
         raw = self.request.query_params.get(name)
-        if raw is None or raw == "":
+        if raw is not None and not 0 < len(raw) <= max_length:
+            raise invalid(f"{name} must be 1-{max_length} characters")
+        return raw
+
+    def query_int(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.query(name, 20)
+        if raw is None:
             return default
         try:
             value = int(raw)
         except ValueError:
-            raise invalid(f"{name} must be a whole number, not {raw[:40]!r}") from None
+            raise invalid(f"{name} must be a whole number, not {raw!r}") from None
         if not low <= value <= high:
             raise invalid(f"{name} must be between {low} and {high}")
         return value
 
     def query_choice(self, name: str, choices: tuple[str, ...], default: str | None = None) -> str | None:
-        raw = self.request.query_params.get(name) or default
+        raw = self.query(name, 40)
         if raw is not None and raw not in choices:
             raise invalid(f"{name} must be one of {', '.join(choices)}")
-        return raw
+        return default if raw is None else raw
 
     async def body(self, model: type[M]) -> M:
         limit = self.service.options.max_body
@@ -96,13 +103,29 @@ def route(method: str, path: str, *, scope: str | None, table: list[Operation]) 
     return register
 
 
-def starlette_route(op: Operation) -> Route:
+def starlette_routes(operations: Iterable[Operation], queries: dict[tuple[str, str], set[str]]) -> list[Route]:
+    """One Starlette route per path, dispatching on the method (so a 405 lists every allowed method).
+
+    ``queries`` names the query parameters of each (method, path); any other is refused (400), so
+    that a misspelt filter is an error rather than a silently wider answer.
+    """
+    by_path: dict[str, dict[str, Operation]] = {}
+    for op in operations:
+        by_path.setdefault(op.path, {})[op.method] = op
+    return [_route(path, ops, queries) for path, ops in by_path.items()]
+
+
+def _route(path: str, ops: dict[str, Operation], queries: dict[tuple[str, str], set[str]]) -> Route:
     async def endpoint(request: Request) -> Response:
+        op = ops["GET" if request.method == "HEAD" else request.method]
         service = request.app.state.service
         token = await service.auth.check(request.headers, op.scope) if op.scope else None
+        if unknown := set(request.query_params) - queries.get((op.method, op.path), set()):
+            known = ", ".join(sorted(queries.get((op.method, op.path), ()))) or "none"
+            raise invalid(f"unknown query parameter(s) {', '.join(sorted(unknown))[:200]}; known: {known}")
         return await op.handler(Call(request, service, token))  # type: ignore[arg-type]
 
-    return Route(op.path, endpoint, methods=[op.method], name=f"{op.method} {op.path}")
+    return Route(path, endpoint, methods=list(ops), name=path)
 
 
 def request_id(scope: Scope) -> str:

@@ -75,7 +75,7 @@ $("#login-form").addEventListener("submit", async (event) => {
     return;
   }
   signedIn(true);
-  go("run");
+  start();
 });
 
 $("#sign-out").addEventListener("click", () => signOut());
@@ -83,9 +83,16 @@ for (const button of document.querySelectorAll("#nav button")) {
   button.addEventListener("click", () => go(button.dataset.view));
 }
 
+/** The first view: the run the address names (#run/ID), if any. */
+function start() {
+  go("run");
+  const named = /^#run\/(.+)$/.exec(location.hash);
+  if (named) views.run.open(decodeURIComponent(named[1]));
+}
+
 if (token.get()) {
   signedIn(true);
-  go("run");
+  start();
 } else {
   signedIn(false);
 }

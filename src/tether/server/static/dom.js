@@ -16,6 +16,9 @@ export function h(tag, props = {}, ...children) {
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 
+/** A value for a URL path segment. */
+export const enc = encodeURIComponent;
+
 export function show(el, visible = true) {
   el.hidden = !visible;
 }

@@ -1,6 +1,6 @@
 // The Run view: the form that starts a run, the recent runs, and one run watched live.
 
-import { $, dollars, h, show } from "./dom.js";
+import { $, dollars, enc, h, show } from "./dom.js";
 import { EventStream } from "./sse.js";
 import { Transcript } from "./transcript.js";
 
@@ -113,10 +113,20 @@ export class RunView {
     $("#start").textContent = session ? "Resume session" : "Start run";
   }
 
+  /** Show the run with this id (the page's address names it, so a reload comes back to it). */
+  async open(id) {
+    try {
+      this.watch(await this.api.get(`v1/runs/${enc(id)}`));
+    } catch (error) {
+      this.alert(error);
+    }
+  }
+
   /** Show one run and follow its events from the start. */
   watch(run) {
     this.stream?.close();
     this.run = run;
+    history.replaceState(null, "", `#run/${enc(run.id)}`);
     this.seen = new Set();
     this.transcript.clear();
     $("#live-id").textContent = run.id;
@@ -130,6 +140,7 @@ export class RunView {
       (message) => this.#message(message),
       (state, error) => {
         if (state === "retrying") $("#live-status").textContent = "reconnecting…";
+        if (state === "open") $("#live-status").textContent = this.status.replace("_", " ");
         if (error && state === "closed") this.alert(error);
       },
     );
@@ -198,12 +209,9 @@ export class RunView {
       this.alert(error);
       return;
     }
-    const runs = Array.isArray(answer) ? answer : answer.runs || answer.items || [];
-    $("#runs").replaceChildren(...runs.slice(0, 10).map((run) =>
+    $("#runs").replaceChildren(...answer.runs.map((run) =>
       h("li", {},
-        h("button", { type: "button", class: "link", onclick: () => this.watch(run) }, run.title || run.task || run.id),
+        h("button", { type: "button", class: "link", onclick: () => this.watch(run) }, run.title || run.id),
         " ", h("span", { class: "status", "data-status": run.status }, run.status.replace("_", " ")))));
   }
 }
-
-export const enc = encodeURIComponent;

@@ -1,7 +1,6 @@
 // The Sessions view: search, open, resume, fork and export stored sessions.
 
-import { $, dollars, h, show, when } from "./dom.js";
-import { enc } from "./run.js";
+import { $, dollars, enc, h, show, when } from "./dom.js";
 import { inputView, resultContent } from "./transcript.js";
 
 export class SessionsView {
@@ -24,7 +23,7 @@ export class SessionsView {
       this.alert(error);
       return;
     }
-    const sessions = Array.isArray(answer) ? answer : answer.sessions || answer.items || [];
+    const sessions = answer.sessions;
     $("#sessions tbody").replaceChildren(...sessions.map((s) => this.#row(s, s.id === highlight)));
     if (!highlight) $("#sessions-note").textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
   }
@@ -55,9 +54,8 @@ export class SessionsView {
       this.alert(error);
       return;
     }
-    const info = detail.session || detail;
+    const { messages, ...info } = detail;
     $("#detail-title").textContent = info.title || info.id;
-    const messages = detail.messages || [];
     const names = new Map(); // tool_use id -> tool name, for the results that follow
     $("#detail-body").replaceChildren(
       h("p", { class: "meta" }, `${info.id} · ${info.model || ""} · ${info.turns ?? 0} turns · ${dollars(info.dollars)}`),
@@ -69,9 +67,8 @@ export class SessionsView {
   async fork(s) {
     try {
       const forked = await this.api.post(`v1/sessions/${enc(s.id)}/fork`, {});
-      const id = (forked.session || forked).id;
-      $("#sessions-note").textContent = `Forked ${s.title || s.id} into ${id}.`;
-      await this.refresh(id);
+      $("#sessions-note").textContent = `Forked ${s.title || s.id} into ${forked.id}.`;
+      await this.refresh(forked.id);
     } catch (error) {
       this.alert(error);
     }

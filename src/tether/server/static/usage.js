@@ -3,7 +3,6 @@
 import { $, dollars, h, tokens } from "./dom.js";
 
 const COLUMNS = [
-  ["runs", "Runs", String],
   ["turns", "Turns", String],
   ["input_tokens", "Input", tokens],
   ["output_tokens", "Output", tokens],
@@ -29,24 +28,14 @@ export class UsageView {
       this.alert(error);
       return;
     }
-    const rows = answer.rows || answer.groups || answer.items || [];
-    const total = answer.total || answer.totals || sum(rows);
-    const columns = COLUMNS.filter(([key]) => rows.some((r) => key in r) || key in total);
+    const { rows, total } = answer;
     $("#usage thead").replaceChildren(h("tr", {}, h("th", { scope: "col" }, by[0].toUpperCase() + by.slice(1)),
-      ...columns.map(([, label]) => h("th", { scope: "col", class: "num" }, label))));
+      ...COLUMNS.map(([, label]) => h("th", { scope: "col", class: "num" }, label))));
     $("#usage tbody").replaceChildren(...rows.map((row) => h("tr", {},
-      h("th", { scope: "row" }, String(row.key ?? row[by] ?? row.name ?? "")),
-      ...columns.map(([key, , format]) => h("td", { class: "num" }, format(row[key] ?? 0))))));
+      h("th", { scope: "row" }, row.key ?? "(none)"),
+      ...COLUMNS.map(([key, , format]) => h("td", { class: "num" }, format(row[key] ?? 0))))));
     $("#usage-totals").replaceChildren(
-      ...columns.map(([key, label, format]) => h("div", { class: "total" },
+      ...COLUMNS.map(([key, label, format]) => h("div", { class: "total" },
         h("span", { class: "label" }, label), h("span", { class: "value" }, format(total[key] ?? 0)))));
   }
-}
-
-function sum(rows) {
-  const total = {};
-  for (const row of rows) {
-    for (const [key] of COLUMNS) total[key] = (total[key] || 0) + (Number(row[key]) || 0);
-  }
-  return total;
 }
