@@ -1,11 +1,13 @@
 """A ``SessionStore`` in a dict, for benchmarks that measure everything but the database.
 
 Only what a run uses (create, get, update, append, messages, turns, the ledger) is implemented;
-it is not durable and not checked against the conformance suite.
+it is not durable and not checked against the conformance suite. Each write yields to the event
+loop once, as a database client would, so that runs interleave as they do over a real store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import replace
 from typing import Any
@@ -26,6 +28,7 @@ class MemoryStore:
         return self.sessions[session_id]
 
     async def create(self, session: SessionInfo) -> SessionInfo:
+        await asyncio.sleep(0)
         if session.id in self.sessions:
             raise StoreConflict(session.id)
         now = dt.datetime.now(dt.UTC)
@@ -37,9 +40,11 @@ class MemoryStore:
         return self.sessions.get(session_id)
 
     async def update(self, session_id: str, **fields: Any) -> None:
+        await asyncio.sleep(0)
         self.sessions[session_id] = replace(self._info(session_id), **fields)
 
     async def append(self, session_id: str, messages: list[StoredMessage], turn: TurnRecord | None = None) -> None:
+        await asyncio.sleep(0)
         info, stored = self._info(session_id), self.messages_of[session_id]
         if messages and messages[0].seq != len(stored):
             raise StoreConflict(f"seq {messages[0].seq} is not next ({len(stored)})")
@@ -58,6 +63,7 @@ class MemoryStore:
         return list(self.turns_of[session_id])
 
     async def tool_started(self, session_id: str, tool_use_id: str, name: str, input: Any) -> bool:
+        await asyncio.sleep(0)
         ledger = self.ledgers[session_id]
         if tool_use_id in ledger:
             return False
@@ -65,6 +71,7 @@ class MemoryStore:
         return True
 
     async def tool_finished(self, session_id: str, tool_use_id: str, result: Any) -> None:
+        await asyncio.sleep(0)
         entry = self.ledgers[session_id][tool_use_id]
         if entry.status != "finished":
             entry.status, entry.result = "finished", result

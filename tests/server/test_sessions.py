@@ -9,9 +9,10 @@ from server_helpers import bearer, until
 
 
 async def _two_runs(h, token: str) -> list[dict]:
-    runs = [await h.run(token, task="alpha needle task", tags=["red"]), await h.run(token, task="beta task")]
-    for run in runs:
-        await h.settled(run["id"])
+    runs = []
+    for body in ({"task": "alpha needle task", "tags": ["red"]}, {"task": "beta task"}):  # one after the other
+        runs.append(await h.run(token, **body))
+        await h.settled(runs[-1]["id"])
     return runs
 
 

@@ -42,7 +42,7 @@ async def test_reopening_applies_nothing_twice(database_url: str) -> None:
 
 async def test_a_database_one_version_behind_upgrades_and_keeps_its_rows(database_url: str) -> None:
     engine = make_engine(resolve_url(database_url))
-    assert await migrate(engine, MIGRATIONS[:-1]) == LATEST - 1
+    assert await migrate(engine, MIGRATIONS[:1]) == 1  # the rows below have the v1 shape (no message text)
     content = [{"type": "text", "text": "The Needle in v1"}]
     now = sa.bindparam("now", dt.datetime(2024, 1, 1, tzinfo=dt.UTC), type_=UTCDateTime)
     async with engine.begin() as conn:

@@ -5,7 +5,7 @@ Their JSON Schemas are the request schemas of the OpenAPI document (``openapi``)
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -21,23 +21,39 @@ Mode = Literal["allow", "ask", "deny"]
 M = TypeVar("M", bound=BaseModel)
 
 
+def _whole(value: object) -> int:
+    """JSON Schema's integer: a number without a fraction (9 or 9.0), never a boolean or a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+def whole(low: int, high: int) -> Any:
+    return Annotated[int, Field(ge=low, le=high), pydantic.BeforeValidator(_whole)]
+
+
+def number(low: float, high: float) -> Any:
+    """An int or a float; not a boolean or a string."""
+    return Annotated[float, Field(ge=low, le=high), pydantic.Strict()]
+
+
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class Limits(Body):
     """Limits of each execution of the run (its first task, then each follow-up)."""
 
-    max_turns: int | None = Field(None, ge=1, le=10_000)
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000_000)
-    max_dollars: float | None = Field(None, ge=0, le=1_000_000)
-    max_seconds: float | None = Field(None, ge=0, le=86_400 * 7)
+    max_turns: whole(1, 10_000) | None = None
+    max_tokens: whole(1, 1_000_000_000) | None = None
+    max_dollars: number(0, 1_000_000) | None = None
+    max_seconds: number(0, 86_400 * 7) | None = None
 
 
 class RunCreate(Body):
     """A new run: a ``task``, or a ``session_id`` to continue (the task then is a follow-up)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
         {"required": ["task"], "properties": {"task": {"type": "string"}}},
         {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}}]})
 
@@ -68,7 +84,7 @@ class ApprovalDecision(Body):
 
 
 class ForkRequest(Body):
-    at: int | None = Field(None, ge=1, le=10_000_000, description="messages to keep (default: all)")
+    at: whole(1, 10_000_000) | None = Field(None, description="messages to keep (default: all)")
 
 
 class TokenCreate(Body):

@@ -1,0 +1,287 @@
+"""The service's event streams under load: 200 runs, one SSE stream each, through a real uvicorn on
+loopback, against the same events read in process.
+
+    python bench/sse.py [--streams 200] [--rate 10000] [--seconds 3] [--flood 1000]
+
+The service runs in a process of its own (one uvicorn worker, the app of ``tether serve`` with auth
+on); this process is the client: 200 connections on raw asyncio sockets, each frame timed when its
+bytes arrive. In the service process, a bench task appends synthetic ``text_delta`` events to 200
+runs' event logs (the path every run's events take) and an in-process reader per run reads them
+the way a Python caller of the service would (woken by the log, like the SSE stream is). Both ends
+time each event with the same monotonic clock (``perf_counter_ns`` is ``CLOCK_MONOTONIC``).
+
+Two phases:
+
+1. **latency**: ``--rate`` events per second in all, spread over the runs, for ``--seconds``. The
+   added latency of an event is when its frame reached the client minus when the in-process
+   reader had it: the cost of HTTP, the socket and the client.
+2. **flood**: ``--flood`` events per run, appended as fast as the publisher can. Events per second
+   = every event delivered over SSE / the wall time from the first append to the last frame
+   received; per CPU-second = the same count / the service process's CPU time meanwhile (its
+   publisher and in-process readers included).
+
+The last line is ``name=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+
+ID = re.compile(rb"id: (\d+)\n")
+END = b"event: run_status"
+
+
+# --- the service process ---------------------------------------------------------------------------
+
+
+async def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from tether.config import Settings
+    from tether.server.app import create_app
+    from tether.server.eventlog import EventLog
+    from tether.server.manager import new_run_id
+    from tether.server.runs import RunConfig, ServiceRun
+    from tether.server.service import ServiceOptions
+
+    folder = Path(tempfile.mkdtemp(prefix="tether-bench-sse-"))
+    (folder / "tether.toml").touch()
+    settings = Settings.load(path=folder / "tether.toml", environ={}, **{
+        "api.api_key": "sk-bench-unused", "api.base_url": "http://127.0.0.1:9", "store.url": str(folder / "s.db")})
+    capacity = args.flood + int(args.rate * args.seconds / args.streams) + 100
+    app = create_app(settings, ServiceOptions(workspaces=folder, heartbeat=60, resume=False, event_log_size=capacity))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    service = app.state.service
+    _, token = await service.tokens.create("bench", "read", "bench")
+    runs = []
+    for i in range(args.streams):
+        run = ServiceRun(new_run_id(), f"ses_bench{i}", RunConfig("bench"), log=EventLog(capacity))
+        run.status = "running"
+        service.manager.runs[run.id] = run
+        runs.append(run)
+    print(json.dumps({"port": sock.getsockname()[1], "token": token, "runs": [r.id for r in runs]}), flush=True)
+
+    inproc = [Timings() for _ in runs]
+    readers = [asyncio.create_task(_read_in_process(run, times)) for run, times in zip(runs, inproc, strict=True)]
+    while len(service.streams.readers) < len(runs):
+        await asyncio.sleep(0.01)
+    published = [Timings() for _ in runs]
+    gc.collect()
+    gc.freeze()  # the service's objects so far are long-lived: keep collections short, as in a warm service
+    cpu_latency = _cpu()
+    await _publish_at_rate(runs, published, args.rate, args.seconds)
+    await asyncio.sleep(0.2)
+    cpu_latency = _cpu() - cpu_latency
+    latency_last = [run.log.last_seq for run in runs]
+    await asyncio.sleep(0.2)
+    cpu0, start = _cpu(), time.perf_counter_ns()
+    await _flood(runs, published, args.flood)
+    for run in runs:
+        run.set_status("completed")
+    while service.streams.readers:
+        await asyncio.sleep(0.001)
+    cpu, served = _cpu() - cpu0, time.perf_counter_ns() - start
+    await asyncio.gather(*readers)
+    report = {"latency_last": latency_last, "latency_cpu": cpu_latency, "latency_seconds": args.seconds + 0.2, "flood_start": start, "flood_cpu": cpu, "flood_served_ns": served,
+              "inproc": [t.pairs() for t in inproc], "published": [t.pairs() for t in published]}
+    Path(args.report).write_text(json.dumps(report))
+    server.should_exit = True
+    await serving
+
+
+class Timings:
+    """(seq, nanoseconds) pairs in two arrays: no objects for the garbage collector to walk."""
+
+    def __init__(self) -> None:
+        self.seqs, self.times = array("q"), array("q")
+
+    def add(self, seq: int, ns: int) -> None:
+        self.seqs.append(seq)
+        self.times.append(ns)
+
+    def pairs(self) -> list[list[int]]:
+        return [list(self.seqs), list(self.times)]
+
+
+async def _read_in_process(run, times: Timings) -> None:
+    """What a Python caller of the service sees: woken by the log, reading its new frames."""
+    wake = asyncio.Event()
+    run.log.listen(wake)
+    cursor = 0
+    while run.active or cursor < run.log.last_seq:
+        wake.clear()
+        _, frames = run.log.after(cursor)
+        if frames:
+            now = time.perf_counter_ns()
+            for seq in range(cursor + 1, run.log.last_seq + 1):
+                times.add(seq, now)
+            cursor = run.log.last_seq
+            continue
+        await wake.wait()
+    run.log.unlisten(wake)
+
+
+def _event(i: int) -> str:
+    return json.dumps({"text": f"token{i} ", "type": "text_delta"}, separators=(",", ":"))
+
+
+async def _publish_at_rate(runs, published, rate: float, seconds: float) -> None:
+    """``rate`` events a second, round-robin over the runs, in small bursts (a tick of 1 ms)."""
+    i, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        while i < rate * elapsed:
+            k = i % len(runs)
+            published[k].add(runs[k].log.append("text_delta", _event(i)), time.perf_counter_ns())
+            i += 1
+        await asyncio.sleep(0.001)
+
+
+async def _flood(runs, published, per_run: int) -> None:
+    batch = 10
+    for start in range(0, per_run, batch):
+        for k, run in enumerate(runs):
+            for i in range(start, min(start + batch, per_run)):
+                published[k].add(run.log.append("text_delta", _event(i)), time.perf_counter_ns())
+        await asyncio.sleep(0)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- the client (this process) ---------------------------------------------------------------------
+
+
+async def client(port: int, token: str, runs: list[str]) -> list[Timings]:
+    gc.freeze()
+    return await asyncio.gather(*(_stream(port, token, run) for run in runs))
+
+
+async def _stream(port: int, token: str, run_id: str) -> Timings:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /v1/runs/{run_id}/events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n"
+                 .encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    received = Timings()
+    tail = b""
+    while True:
+        data = await reader.read(1 << 18)
+        now = time.perf_counter_ns()
+        if not data:
+            break
+        buffer = tail + data
+        cut = buffer.rfind(b"\n\n") + 2
+        whole, tail = buffer[:cut], buffer[cut:]
+        for seq in ID.findall(whole):
+            received.add(int(seq), now)
+        if END in whole and b'"status":"completed"' in whole:
+            break
+    writer.close()
+    return received
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def figures(report: dict, received: list[Timings]) -> dict[str, float]:
+    added, inproc_lat, sse_lat = [], [], []
+    flood_events = flood_delivered = 0
+    last_receipt = 0
+    for last, published, inproc, got in zip(report["latency_last"], report["published"], report["inproc"], received,
+                                            strict=True):
+        at_pub, at_inproc = dict(zip(*published, strict=True)), dict(zip(*inproc, strict=True))
+        flood_events += sum(1 for seq in published[0] if seq > last)
+        for seq, t in zip(got.seqs, got.times, strict=True):
+            if seq not in at_pub:
+                continue  # the closing run_status
+            if seq > last:
+                flood_delivered += 1
+                last_receipt = max(last_receipt, t)
+            elif seq in at_inproc:
+                added.append((t - at_inproc[seq]) / 1e6)
+                inproc_lat.append((at_inproc[seq] - at_pub[seq]) / 1e6)
+                sse_lat.append((t - at_pub[seq]) / 1e6)
+    wall = (last_receipt - report["flood_start"]) / 1e9
+    return {
+        "added_p50_ms": statistics.median(added), "added_p99_ms": percentile(added, 0.99),
+        "added_max_ms": max(added), "inproc_p50_ms": statistics.median(inproc_lat),
+        "inproc_p99_ms": percentile(inproc_lat, 0.99), "sse_p50_ms": statistics.median(sse_lat),
+        "sse_p99_ms": percentile(sse_lat, 0.99), "latency_events": len(added),
+        "flood_events": flood_events, "flood_delivered": flood_delivered, "flood_seconds": wall,
+        "events_per_s": flood_delivered / wall, "events_per_cpu_s": flood_delivered / report["flood_cpu"],
+        "server_cpu_share": report["flood_cpu"] / (report["flood_served_ns"] / 1e9),
+        "latency_cpu_share": report["latency_cpu"] / report["latency_seconds"],
+        "latency_us_per_event": report["latency_cpu"] / max(1, len(added)) * 1e6,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", type=int, default=200)
+    p.add_argument("--rate", type=float, default=10_000, help="events per second in all, latency phase")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of the latency phase")
+    p.add_argument("--flood", type=int, default=1000, help="events per run in the flood phase")
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--report", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve:
+        asyncio.run(serve(args))
+        return
+    report_path = Path(tempfile.mkdtemp(prefix="tether-bench-sse-")) / "report.json"
+    profile = ["-m", "cProfile", "-o", os.environ["SSE_PROFILE"]] if os.environ.get("SSE_PROFILE") else []
+    command = [sys.executable, *profile, __file__, "--serve", "--report", str(report_path), "--streams", str(args.streams),
+               "--rate", str(args.rate), "--seconds", str(args.seconds), "--flood", str(args.flood)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        hello = json.loads(server.stdout.readline())
+        received = asyncio.run(client(hello["port"], hello["token"], hello["runs"]))
+        server.wait(120)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)
+    out = figures(json.loads(report_path.read_text()), received)
+    print(f"{args.streams} SSE streams through uvicorn (one worker) on loopback, vs the same events read in process")
+    print(f"latency phase: {out['latency_events']} events at {args.rate:.0f}/s in all")
+    print(f"  in process (append -> reader):   p50 {out['inproc_p50_ms']:.3f} ms  p99 {out['inproc_p99_ms']:.3f} ms")
+    print(f"  over SSE   (append -> client):   p50 {out['sse_p50_ms']:.3f} ms  p99 {out['sse_p99_ms']:.3f} ms")
+    print(f"  added by HTTP, socket, client:   p50 {out['added_p50_ms']:.3f} ms  p99 {out['added_p99_ms']:.3f} ms  "
+          f"max {out['added_max_ms']:.3f} ms")
+    print(f"  service CPU busy {out['latency_cpu_share']:.0%}: {out['latency_us_per_event']:.0f} us per event "
+          "(one frame per write at this rate)")
+    print(f"flood phase: {out['flood_delivered']}/{out['flood_events']} events delivered in "
+          f"{out['flood_seconds']:.2f} s: {out['events_per_s']:.0f} events/s; "
+          f"{out['events_per_cpu_s']:.0f} per service CPU-second (service CPU busy {out['server_cpu_share']:.0%})")
+    keys = ("added_p50_ms", "added_p99_ms", "sse_p99_ms", "inproc_p99_ms", "events_per_s", "events_per_cpu_s",
+            "server_cpu_share")
+    print(" ".join(f"{k}={out[k]:.4g}" for k in keys) + f" streams={args.streams}")
+
+
+if __name__ == "__main__":
+    main()
