@@ -1,7 +1,7 @@
 """The service's event streams under load: 200 runs, one SSE stream each, through a real uvicorn on
 loopback, against the same events read in process.
 
-    python bench/sse.py [--streams 200] [--rate 10000] [--seconds 3] [--flood 1000]
+    python bench/sse.py [--streams 200] [--rates 2000,4000,10000] [--seconds 3] [--flood 1000]
 
 The service runs in a process of its own (one uvicorn worker, the app of ``tether serve`` with auth
 on); this process is the client: 200 connections on raw asyncio sockets, each frame timed when its
@@ -12,9 +12,10 @@ time each event with the same monotonic clock (``perf_counter_ns`` is ``CLOCK_MO
 
 Two phases:
 
-1. **latency**: ``--rate`` events per second in all, spread over the runs, for ``--seconds``. The
-   added latency of an event is when its frame reached the client minus when the in-process
-   reader had it: the cost of HTTP, the socket and the client.
+1. **latency**, at each of ``--rates`` (events per second in all, round-robin over the runs, for
+   ``--seconds`` each). The added latency of an event is when its frame reached the client minus
+   when the in-process reader had it: the cost of HTTP, the socket and the client. At these rates
+   a stream gets one event at a time, so every event is a write of its own.
 2. **flood**: ``--flood`` events per run, appended as fast as the publisher can. Events per second
    = every event delivered over SSE / the wall time from the first append to the last frame
    received; per CPU-second = the same count / the service process's CPU time meanwhile (its
@@ -62,7 +63,8 @@ async def serve(args: argparse.Namespace) -> None:
     (folder / "tether.toml").touch()
     settings = Settings.load(path=folder / "tether.toml", environ={}, **{
         "api.api_key": "sk-bench-unused", "api.base_url": "http://127.0.0.1:9", "store.url": str(folder / "s.db")})
-    capacity = args.flood + int(args.rate * args.seconds / args.streams) + 100
+    rates = [float(r) for r in args.rates.split(",")]
+    capacity = args.flood + int(sum(rates) * args.seconds / args.streams) + 100
     app = create_app(settings, ServiceOptions(workspaces=folder, heartbeat=60, resume=False, event_log_size=capacity))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -87,11 +89,13 @@ async def serve(args: argparse.Namespace) -> None:
     published = [Timings() for _ in runs]
     gc.collect()
     gc.freeze()  # the service's objects so far are long-lived: keep collections short, as in a warm service
-    cpu_latency = _cpu()
-    await _publish_at_rate(runs, published, args.rate, args.seconds)
-    await asyncio.sleep(0.2)
-    cpu_latency = _cpu() - cpu_latency
-    latency_last = [run.log.last_seq for run in runs]
+    phases = []
+    for rate in rates:
+        cpu = _cpu()
+        await _publish_at_rate(runs, published, rate, args.seconds)
+        await asyncio.sleep(0.2)
+        phases.append({"rate": rate, "cpu": _cpu() - cpu, "seconds": args.seconds + 0.2,
+                       "last": [run.log.last_seq for run in runs]})
     await asyncio.sleep(0.2)
     cpu0, start = _cpu(), time.perf_counter_ns()
     await _flood(runs, published, args.flood)
@@ -101,7 +105,7 @@ async def serve(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.001)
     cpu, served = _cpu() - cpu0, time.perf_counter_ns() - start
     await asyncio.gather(*readers)
-    report = {"latency_last": latency_last, "latency_cpu": cpu_latency, "latency_seconds": args.seconds + 0.2, "flood_start": start, "flood_cpu": cpu, "flood_served_ns": served,
+    report = {"phases": phases, "flood_start": start, "flood_cpu": cpu, "flood_served_ns": served,
               "inproc": [t.pairs() for t in inproc], "published": [t.pairs() for t in published]}
     Path(args.report).write_text(json.dumps(report))
     server.should_exit = True
@@ -209,43 +213,46 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def figures(report: dict, received: list[Timings]) -> dict[str, float]:
-    added, inproc_lat, sse_lat = [], [], []
-    flood_events = flood_delivered = 0
-    last_receipt = 0
-    for last, published, inproc, got in zip(report["latency_last"], report["published"], report["inproc"], received,
-                                            strict=True):
+def figures(report: dict, received: list[Timings]) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Per latency phase: percentiles; for the flood: events per second."""
+    phases = report["phases"]
+    samples: list[dict[str, list[float]]] = [{"added": [], "inproc": [], "sse": []} for _ in phases]
+    flood_events = flood_delivered = last_receipt = 0
+    for k, (published, inproc, got) in enumerate(zip(report["published"], report["inproc"], received, strict=True)):
         at_pub, at_inproc = dict(zip(*published, strict=True)), dict(zip(*inproc, strict=True))
-        flood_events += sum(1 for seq in published[0] if seq > last)
+        bounds = [phase["last"][k] for phase in phases]
+        flood_events += sum(1 for seq in published[0] if seq > bounds[-1])
         for seq, t in zip(got.seqs, got.times, strict=True):
             if seq not in at_pub:
                 continue  # the closing run_status
-            if seq > last:
+            if seq > bounds[-1]:
                 flood_delivered += 1
                 last_receipt = max(last_receipt, t)
             elif seq in at_inproc:
-                added.append((t - at_inproc[seq]) / 1e6)
-                inproc_lat.append((at_inproc[seq] - at_pub[seq]) / 1e6)
-                sse_lat.append((t - at_pub[seq]) / 1e6)
+                phase = samples[next(i for i, bound in enumerate(bounds) if seq <= bound)]
+                phase["added"].append((t - at_inproc[seq]) / 1e6)
+                phase["inproc"].append((at_inproc[seq] - at_pub[seq]) / 1e6)
+                phase["sse"].append((t - at_pub[seq]) / 1e6)
+    latency = []
+    for phase, sample in zip(phases, samples, strict=True):
+        row = {"rate": phase["rate"], "events": len(sample["added"]), "cpu_share": phase["cpu"] / phase["seconds"],
+               "us_per_event": phase["cpu"] / max(1, len(sample["added"])) * 1e6}
+        for name, values in sample.items():
+            row[f"{name}_p50"], row[f"{name}_p99"] = statistics.median(values), percentile(values, 0.99)
+        row["added_max"] = max(sample["added"])
+        latency.append(row)
     wall = (last_receipt - report["flood_start"]) / 1e9
-    return {
-        "added_p50_ms": statistics.median(added), "added_p99_ms": percentile(added, 0.99),
-        "added_max_ms": max(added), "inproc_p50_ms": statistics.median(inproc_lat),
-        "inproc_p99_ms": percentile(inproc_lat, 0.99), "sse_p50_ms": statistics.median(sse_lat),
-        "sse_p99_ms": percentile(sse_lat, 0.99), "latency_events": len(added),
-        "flood_events": flood_events, "flood_delivered": flood_delivered, "flood_seconds": wall,
-        "events_per_s": flood_delivered / wall, "events_per_cpu_s": flood_delivered / report["flood_cpu"],
-        "server_cpu_share": report["flood_cpu"] / (report["flood_served_ns"] / 1e9),
-        "latency_cpu_share": report["latency_cpu"] / report["latency_seconds"],
-        "latency_us_per_event": report["latency_cpu"] / max(1, len(added)) * 1e6,
-    }
+    flood = {"events": flood_events, "delivered": flood_delivered, "seconds": wall,
+             "events_per_s": flood_delivered / wall, "events_per_cpu_s": flood_delivered / report["flood_cpu"],
+             "cpu_share": report["flood_cpu"] / (report["flood_served_ns"] / 1e9)}
+    return latency, flood
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", type=int, default=200)
-    p.add_argument("--rate", type=float, default=10_000, help="events per second in all, latency phase")
-    p.add_argument("--seconds", type=float, default=3.0, help="length of the latency phase")
+    p.add_argument("--rates", default="2000,4000,10000", help="events per second in all, one latency phase each")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of each latency phase")
     p.add_argument("--flood", type=int, default=1000, help="events per run in the flood phase")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--report", help=argparse.SUPPRESS)
@@ -253,10 +260,11 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve(args))
         return
+    load = os.getloadavg()[0]
     report_path = Path(tempfile.mkdtemp(prefix="tether-bench-sse-")) / "report.json"
     profile = ["-m", "cProfile", "-o", os.environ["SSE_PROFILE"]] if os.environ.get("SSE_PROFILE") else []
     command = [sys.executable, *profile, __file__, "--serve", "--report", str(report_path), "--streams", str(args.streams),
-               "--rate", str(args.rate), "--seconds", str(args.seconds), "--flood", str(args.flood)]
+               "--rates", args.rates, "--seconds", str(args.seconds), "--flood", str(args.flood)]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         hello = json.loads(server.stdout.readline())
@@ -266,21 +274,22 @@ def main() -> None:
         if server.poll() is None:
             server.terminate()
             server.wait(10)
-    out = figures(json.loads(report_path.read_text()), received)
-    print(f"{args.streams} SSE streams through uvicorn (one worker) on loopback, vs the same events read in process")
-    print(f"latency phase: {out['latency_events']} events at {args.rate:.0f}/s in all")
-    print(f"  in process (append -> reader):   p50 {out['inproc_p50_ms']:.3f} ms  p99 {out['inproc_p99_ms']:.3f} ms")
-    print(f"  over SSE   (append -> client):   p50 {out['sse_p50_ms']:.3f} ms  p99 {out['sse_p99_ms']:.3f} ms")
-    print(f"  added by HTTP, socket, client:   p50 {out['added_p50_ms']:.3f} ms  p99 {out['added_p99_ms']:.3f} ms  "
-          f"max {out['added_max_ms']:.3f} ms")
-    print(f"  service CPU busy {out['latency_cpu_share']:.0%}: {out['latency_us_per_event']:.0f} us per event "
-          "(one frame per write at this rate)")
-    print(f"flood phase: {out['flood_delivered']}/{out['flood_events']} events delivered in "
-          f"{out['flood_seconds']:.2f} s: {out['events_per_s']:.0f} events/s; "
-          f"{out['events_per_cpu_s']:.0f} per service CPU-second (service CPU busy {out['server_cpu_share']:.0%})")
-    keys = ("added_p50_ms", "added_p99_ms", "sse_p99_ms", "inproc_p99_ms", "events_per_s", "events_per_cpu_s",
-            "server_cpu_share")
-    print(" ".join(f"{k}={out[k]:.4g}" for k in keys) + f" streams={args.streams}")
+    latency, flood = figures(json.loads(report_path.read_text()), received)
+    print(f"{args.streams} SSE streams through uvicorn (one worker) on loopback, vs the same events read in process "
+          f"(load average before: {load:.2f} on {os.cpu_count()} CPUs)")
+    print(f"{'events/s':>9} {'events':>7} {'in-process p50/p99 ms':>22} {'over SSE p50/p99 ms':>20} "
+          f"{'added p50/p99/max ms':>22} {'service CPU':>12}")
+    for row in latency:
+        print(f"{row['rate']:9.0f} {row['events']:7d} {row['inproc_p50']:10.3f} /{row['inproc_p99']:8.3f}  "
+              f"{row['sse_p50']:8.3f} /{row['sse_p99']:8.3f}  {row['added_p50']:6.3f} /{row['added_p99']:6.3f} /"
+              f"{row['added_max']:7.3f}  {row['cpu_share']:4.0%} {row['us_per_event']:4.0f} us/ev")
+    print(f"flood: {flood['delivered']}/{flood['events']} events delivered in {flood['seconds']:.2f} s: "
+          f"{flood['events_per_s']:.0f} events/s, {flood['events_per_cpu_s']:.0f} per service CPU-second "
+          f"(service CPU busy {flood['cpu_share']:.0%})")
+    pairs = {f"added_p99_ms_at_{row['rate']:.0f}": row["added_p99"] for row in latency}
+    pairs |= {f"added_p50_ms_at_{row['rate']:.0f}": row["added_p50"] for row in latency}
+    pairs |= {"events_per_s": flood["events_per_s"], "events_per_cpu_s": flood["events_per_cpu_s"]}
+    print(" ".join(f"{k}={v:.4g}" for k, v in pairs.items()) + f" streams={args.streams} load={load:.2f}")
 
 
 if __name__ == "__main__":

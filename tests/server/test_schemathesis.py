@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 import schemathesis
-from schemathesis.checks import negative_data_rejection
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import negative_data_rejection
 from server_helpers import LiveService, bearer, settings_for
 
 from tether import AnthropicClient

@@ -51,14 +51,14 @@ from tether.fleet.spec import RunSpec
 from tether.server.errors import conflict, invalid, not_found
 from tether.server.eventlog import EventLog
 from tether.server.metrics import Metrics
-from tether.server.runs import RunConfig, ServiceRun, Totals
+from tether.server.runs import Ending, RunConfig, ServiceRun, Totals
 from tether.sessions import Sessions, new_id
 from tether.store.base import SessionInfo, SessionQuery
 
 log = logging.getLogger("tether.server")
 SERVICE = "service"  # the session metadata key of the service's record of a run
-STOP_WAIT = 10.0
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")  # seconds an interrupt or cancel waits for the execution to wind down
+STOP_WAIT = 10.0  # seconds an interrupt or cancel waits for the execution to wind down
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")  # a session id that can name a folder
 
 
 def new_run_id() -> str:
@@ -185,11 +185,11 @@ class RunManager:
             return
         await self._stop(run, "cancel")
 
-    async def _stop(self, run: ServiceRun, why: str) -> None:
+    async def _stop(self, run: ServiceRun, why: Ending) -> None:
         handle = run.handle
         if handle is None:
             return
-        run.ending = why  # type: ignore[assignment]
+        run.ending = why
         handle.cancel()
         if run.watcher is not None:
             await asyncio.wait({run.watcher}, timeout=STOP_WAIT)

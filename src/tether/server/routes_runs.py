@@ -106,4 +106,4 @@ async def events(call: Call) -> Response:
         raise invalid("Last-Event-ID must not be negative")
     if (not run.active and after >= run.log.last_seq) or call.service.draining:
         return Response(status_code=204)  # nothing more will come: an EventSource stops reconnecting
-    return EventStream(run, after, call.service.streams, heartbeat=call.service.options.heartbeat)  # type: ignore[return-value]
+    return EventStream(run, after, call.service.streams)  # type: ignore[return-value]

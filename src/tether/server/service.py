@@ -14,6 +14,7 @@ clients and the store are closed, in that order.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -63,7 +64,7 @@ class Service:
         self.store, self.sessions = store, manager.sessions
         self.tokens, self.auth = tokens, Authenticator(tokens if settings.server.auth else None)
         self.manager, self.metrics, self.breakers, self.redact = manager, metrics, breakers, redact
-        self.streams = StreamHub()
+        self.streams = StreamHub(options.heartbeat)
         self.draining = False
 
     @classmethod
@@ -88,6 +89,8 @@ class Service:
             service = cls(settings, options, store=store, tokens=TokenStore(store.engine), manager=manager,
                           metrics=metrics, breakers=breakers, redact=redact)
             await stack.enter_async_context(manager)
+            heartbeat = asyncio.get_running_loop().create_task(service.streams.run(), name="tether-heartbeat")
+            stack.push_async_callback(_cancelled, heartbeat)
             stack.callback(service.drain)
             if not settings.server.auth:
                 log.warning("authentication is OFF (server.auth = false, profile %s): anyone who can reach "
@@ -110,6 +113,12 @@ class Service:
             data["mcp"][name] = {k: ({h: "***" for h in v} if k in ("env", "headers") and isinstance(v, dict) else v)
                                  for k, v in dict(server).items()}
         return data
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _client_factory(settings: Settings, base: ModelClient, breakers: Breakers):

@@ -37,14 +37,26 @@ KEEP_ALIVE = b": keep-alive\n\n"
 class Reader:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     gone: bool = False
+    beat: bool = False  # a heartbeat is due
 
 
 class StreamHub:
-    """Every open stream, so that a shutdown can end them all at once."""
+    """Every open stream: the heartbeat wakes them all, and a shutdown ends them all at once.
 
-    def __init__(self) -> None:
+    ``run()`` is the heartbeat; its owner (the ``Service``) cancels it when it closes.
+    """
+
+    def __init__(self, heartbeat: float = 15.0) -> None:
+        self.heartbeat = heartbeat
         self.readers: set[Reader] = set()
         self.closing = False
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            for reader in self.readers:
+                reader.beat = True
+                reader.wake.set()
 
     def close(self) -> None:
         self.closing = True
@@ -55,8 +67,8 @@ class StreamHub:
 class EventStream:
     """An ASGI response that streams ``run``'s events after number ``after``."""
 
-    def __init__(self, run: ServiceRun, after: int, hub: StreamHub, *, heartbeat: float = 15.0) -> None:
-        self.run, self.after, self.hub, self.heartbeat = run, after, hub, heartbeat
+    def __init__(self, run: ServiceRun, after: int, hub: StreamHub) -> None:
+        self.run, self.after, self.hub = run, after, hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reader = Reader()
@@ -93,11 +105,11 @@ class EventStream:
                 return
             if not self.run.active:
                 return
-            try:
-                async with asyncio.timeout(self.heartbeat):
-                    await reader.wake.wait()
-            except TimeoutError:
+            if reader.beat:
+                reader.beat = False
                 await _body(send, KEEP_ALIVE)
+                continue
+            await reader.wake.wait()
 
 
 async def _body(send: Send, body: bytes) -> None:
