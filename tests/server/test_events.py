@@ -100,6 +100,8 @@ async def test_an_idle_stream_sends_keep_alive_comments(gated):
     token = await h.token()
     run = await h.run(token, task="slow")
     await until(lambda: h.gate.waiting == 1, "the held model call")
+    head = await h.client.head(f"/v1/runs/{run['id']}/events", headers=bearer(token))
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
     reading = asyncio.create_task(h.client.get(f"/v1/runs/{run['id']}/events", headers=bearer(token)))
     await until(lambda: len(h.service.streams.readers) == 1, "the stream to open")
     await asyncio.sleep(0.5)  # more than two heartbeats (0.2 s in these tests)

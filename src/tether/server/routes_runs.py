@@ -106,4 +106,6 @@ async def events(call: Call) -> Response:
         raise invalid("Last-Event-ID must not be negative")
     if (not run.active and after >= run.log.last_seq) or call.service.draining:
         return Response(status_code=204)  # nothing more will come: an EventSource stops reconnecting
+    if call.request.method == "HEAD":
+        return Response(headers={"Content-Type": "text/event-stream; charset=utf-8"})
     return EventStream(run, after, call.service.streams)  # type: ignore[return-value]
