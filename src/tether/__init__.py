@@ -1,6 +1,7 @@
 """tether: a production runtime for Claude agents."""
 
 from tether.agent.events import (
+    Compacted,
     Event,
     RunEnd,
     RunStarted,
@@ -15,6 +16,7 @@ from tether.agent.events import (
     Warning,
 )
 from tether.agent.hooks import Deny, Hooks, Modify
+from tether.agent.journal import Journal
 from tether.agent.loop import Agent, Run, RunResult
 from tether.api.catalog import Catalog, ModelInfo, Prices, default_catalog
 from tether.api.client import AnthropicClient, ModelClient
@@ -52,6 +54,11 @@ from tether.errors import (
     TetherError,
     UserError,
 )
+from tether.fleet.local import Fleet, RunHandle
+from tether.fleet.spec import RunOutcome, RunSpec
+from tether.sessions import Sessions
+from tether.store.base import SessionStore
+from tether.store.sql import open_store
 from tether.tools.base import FunctionTool, Tool, ToolContext, ToolError, ToolOutput, tool
 from tether.tools.runner import ToolRunner
 
@@ -62,6 +69,7 @@ __all__ = [
     "Agent",
     "AnthropicClient",
     "Catalog",
+    "Compacted",
     "ConfigError",
     "ContentBlock",
     "ContextWindowExceeded",
@@ -69,9 +77,11 @@ __all__ = [
     "Deny",
     "DocumentBlock",
     "Event",
+    "Fleet",
     "FunctionTool",
     "Hooks",
     "ImageBlock",
+    "Journal",
     "LimitExceeded",
     "Message",
     "MessagesRequest",
@@ -89,9 +99,14 @@ __all__ = [
     "Run",
     "RunEnd",
     "RunError",
+    "RunHandle",
     "RunInterrupted",
+    "RunOutcome",
     "RunResult",
+    "RunSpec",
     "RunStarted",
+    "SessionStore",
+    "Sessions",
     "Settings",
     "TetherError",
     "TextBlock",
@@ -117,5 +132,6 @@ __all__ = [
     "Warning",
     "cost_of",
     "default_catalog",
+    "open_store",
     "tool",
 ]
