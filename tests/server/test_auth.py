@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from server_helpers import bearer, open_harness
 
+from tether.errors import ConfigError
 from tether.server.app import OPERATIONS
 from tether.server.tokens import SCOPES, TokenStore, digest
 
@@ -121,3 +122,9 @@ async def test_with_auth_off_every_caller_is_an_anonymous_admin(fake, key, tmp_p
         await h.settled(run.json()["id"])
         assert (await h.client.get("/v1/config")).status_code == 200
         assert (await h.client.get(f"/v1/runs/{run.json()['id']}")).json()["tenant"] == "default"
+
+
+async def test_the_service_itself_refuses_to_run_without_auth_outside_dev(fake, key, tmp_path):
+    with pytest.raises(ConfigError, match="dev profile only"):
+        async with open_harness(fake, key, tmp_path, **{"server.auth": False, "profile": "staging"}):
+            pass

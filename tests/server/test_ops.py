@@ -34,6 +34,11 @@ async def test_readyz_is_503_when_the_store_is_gone(fake, key, tmp_path):
         ready = await h.client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["store"].startswith("unreachable")
         assert ready.json()["reasons"] == [f"the session store is {ready.json()['store']}"]
+        failed = await h.client.get("/v1/sessions")  # an unexpected error: 500, the one body, no details
+        assert failed.status_code == 500
+        error = failed.json()["error"]
+        assert error["category"] == "system_error" and error["request_id"] == failed.headers["x-request-id"]
+        assert "OperationalError" not in error["message"] and "request id" in error["message"]
     (tmp_path / "sessions.db").rmdir()
 
 

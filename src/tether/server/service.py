@@ -27,6 +27,7 @@ import platformdirs
 
 from tether.api.client import ModelClient
 from tether.config import Settings
+from tether.errors import ConfigError
 from tether.fleet.breaker import Breakers
 from tether.fleet.compose import FleetOptions, base_client, build_client
 from tether.fleet.ratelimit import RateLimiter
@@ -73,6 +74,8 @@ class Service:
                    base: ModelClient | None = None) -> AsyncIterator[Service]:
         """The service for ``settings``. ``base`` replaces the SDK client at the bottom of the stack."""
         options = options or ServiceOptions()
+        if not settings.server.auth and settings.profile != "dev":
+            raise ConfigError(f"server.auth = false is for the dev profile only, not {settings.profile}")
         redact = Redactor([settings.api.api_key])
         metrics, breakers = Metrics(), Breakers()
         async with contextlib.AsyncExitStack() as stack:
