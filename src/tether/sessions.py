@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 
 from tether.agent.compaction import clear
-from tether.agent.loop import Agent, Run
+from tether.agent.loop import Agent, Run, combined_turns
 from tether.api.types import Message, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock, dumps
 from tether.errors import UserError
 from tether.store.base import SessionInfo, SessionStore, StoredMessage
@@ -47,8 +47,8 @@ class Sessions:
         stored = [to_message(m) for m in await self.store.messages(session_id)]
         journal = StoreJournal(self.store, session_id, agent.model_info.id, turns=info.turns, next_seq=len(stored))
         await self.store.update(session_id, status="running")
-        run = agent.start(messages=working_context(stored, info.metadata.get(COMPACTION)), run_id=session_id,
-                          journal=journal)
+        run = agent.start(messages=combined_turns(working_context(stored, info.metadata.get(COMPACTION))),
+                          run_id=session_id, journal=journal)
         run.cleared = set((info.metadata.get(COMPACTION) or {}).get("cleared", ()))
         return run
 

@@ -167,11 +167,17 @@ async def test_a_follow_up_rides_with_the_results_of_interrupted_calls(fake, key
     assert [m.role for m in resumed.messages] == ["user", "assistant", "user", "assistant"]
 
 
-async def test_an_unanswered_message_is_answered_before_a_new_one(fake, key, store, make_agent):
+async def test_a_new_message_after_an_unanswered_one_joins_it_in_one_turn(fake, key, store, make_agent):
     sessions = Sessions(store)
-    fake.script(["first answer", "second answer"], key=key)
+    fake.script(["one answer to both"], key=key)
     run = await sessions.new(make_agent())
-    await run.journal.appended(Message.user("first"), None, 0.0)
+    await run.journal.appended(Message.user("first"), None, 0.0)  # the run was interrupted before answering
     resumed = await sessions.resume(make_agent(), run.id)
     await drain(resumed, "second")
-    assert [m.text for m in resumed.messages] == ["first", "first answer", "second", "second answer"]
+    assert [m.role for m in resumed.messages] == ["user", "assistant"]
+    assert [b.text for b in resumed.messages[0].content] == ["first", "second"]
+    assert len(fake.requests_for(key)) == 1
+    stored = await store.messages(run.id)
+    assert [m.role for m in stored] == ["user", "user", "assistant"], "the store keeps each message as it came"
+    again = await sessions.resume(make_agent(), run.id)
+    assert [m.to_wire() for m in again.messages] == [m.to_wire() for m in resumed.messages]

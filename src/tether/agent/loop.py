@@ -168,12 +168,8 @@ class Run:
             if pending:  # tool calls a previous run left without results; the new task rides along
                 async for event in self._run_tools(pending, follow_up=task):
                     yield event
-            else:
-                if task and self.messages and self.messages[-1].role == "user":
-                    async for event in self._turns():  # first answer what was left unanswered
-                        yield event
-                if task:
-                    await self._append(Message.user(task))
+            elif task:
+                await self._append(Message.user(task))
             if self.messages and self.messages[-1].role == "user":
                 async for event in self._turns():
                     yield event
@@ -193,7 +189,12 @@ class Run:
         return []
 
     async def _append(self, message: Message, usage: Usage | None = None, dollars: float = 0.0) -> None:
-        self.messages.append(message)
+        """Add ``message`` and journal it. A user message after an unanswered one joins it in one turn
+        (as the API combines consecutive turns); the journal keeps both as they came."""
+        if message.role == "user" and self.messages and self.messages[-1].role == "user":
+            self.messages[-1] = combine(self.messages[-1], message)
+        else:
+            self.messages.append(message)
         if usage is not None:
             self.context_tokens = usage.prompt_tokens + usage.output_tokens
         elif self.context_tokens is not None:
@@ -400,6 +401,21 @@ class Run:
             result = await self.agent.hooks.after_tool(call, result) or result
         await self.journal.tool_finished(call, result)
         return result
+
+
+def combine(first: Message, second: Message) -> Message:
+    return Message(first.role, [*first.content, *second.content])
+
+
+def combined_turns(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` with consecutive user messages joined, as a run works with them."""
+    out: list[Message] = []
+    for message in messages:
+        if out and message.role == "user" and out[-1].role == "user":
+            out[-1] = combine(out[-1], message)
+        else:
+            out.append(message)
+    return out
 
 
 class _ContextFull(Exception):
