@@ -161,3 +161,37 @@ def test_audit_verify(tmp_path):
     Path(log).write_text("\n".join([lines[0].replace('"bash"', '"rm"', 1), *lines[1:]]) + "\n")
     bad = subprocess.run([*TETHER, "audit", "verify", str(log)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "line 1" in bad.stdout
+
+
+def test_serve_demo_needs_no_key_and_runs_a_task_end_to_end():
+    port = free_port()
+    serve = subprocess.Popen([*TETHER, "serve", "--demo", "--port", str(port)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=env())
+    try:
+        assert "sign in with this token" in serve.stdout.readline()
+        token = serve.stdout.readline().strip()
+        assert token.startswith("tth_")
+        import httpx2
+
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx2.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx2.get(f"{base}/", headers={}).status_code == 200, "the page is where a newcomer starts"
+        started = httpx2.post(f"{base}/v1/runs", json={"task": "fix it", "tools": ["bash", "editor"]}, headers=auth)
+        assert started.status_code == 202, started.text
+        run = started.json()["id"]
+        while (status := httpx2.get(f"{base}/v1/runs/{run}", headers=auth).json())["status"] not in (
+                "completed", "failed", "cancelled"):
+            assert time.monotonic() < deadline + 60, status
+            time.sleep(0.2)
+        assert status["status"] == "completed" and status["turns"] == 8
+    finally:
+        serve.terminate()
+        serve.wait(30)

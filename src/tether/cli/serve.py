@@ -26,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["dev", "staging", "prod"])
     p.add_argument("--config", type=Path, help="a tether.toml to read")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--demo", action="store_true",
+                   help="no API key needed: the model is tether's fake API with a simulated coding agent, "
+                        "and a token for the page is made and printed")
     return p
 
 
@@ -38,10 +41,31 @@ async def startup_problems(settings: Settings) -> list[str]:
 
 
 def command(args: argparse.Namespace) -> int:
+    if not args.demo:
+        return _serve(args, {})
+    from tether.testing import CodingAgent, FakeAPI, SystemClock  # only the demo reaches into tether.testing
+
+    with FakeAPI(behaviour=CodingAgent(turns=8), clock=SystemClock()) as fake:
+        return _serve(args, {"api.base_url": fake.base_url, "api.api_key": "demo-key"})
+
+
+async def _demo_token(settings: Settings) -> str:
+    from tether.server.tokens import TokenStore
+    from tether.store.sql import open_store
+
+    store = await open_store(settings.store.url)
+    try:
+        _, text = await TokenStore(store.engine).create("demo", "read,run,admin", "demo")
+    finally:
+        await store.close()
+    return text
+
+
+def _serve(args: argparse.Namespace, extra: dict[str, str]) -> int:
     from tether.server.runner import configure_logging, serve
 
     settings = Settings.load(path=args.config, profile=args.profile,
-                             **{"server.host": args.host, "server.port": args.port})
+                             **{"server.host": args.host, "server.port": args.port, **extra})
     found = asyncio.run(startup_problems(settings))
     if found:
         print(f"tether serve: the configuration (profile {settings.profile}) has problems; change these first:",
@@ -49,6 +73,10 @@ def command(args: argparse.Namespace) -> int:
         for problem in found:
             print(f"  ✗ {problem}", file=sys.stderr)
         return 2
+    if args.demo:
+        token = asyncio.run(_demo_token(settings))
+        print(f"demo: open http://{settings.server.host}:{settings.server.port}/ and sign in with this token "
+              f"(shown once):\n  {token}", flush=True)
     configure_logging(settings, args.log_level)
     asyncio.run(serve(settings))
     return 0
