@@ -93,3 +93,31 @@ def test_limits_never_exceed_the_hard_limit():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     settings = dict(Limits(open_files=10**9)._settings())
     assert settings[resource.RLIMIT_NOFILE][1] <= hard or hard == resource.RLIM_INFINITY
+
+
+def test_a_tool_cannot_read_the_parent_environment_through_proc(tmp_path):
+    """Run as an unprivileged user: root reads any /proc entry, so the check needs a non-root child."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, subprocess, sys\n"
+        "from tether.tools.sandbox import hide_own_environment\n"
+        "assert hide_own_environment()\n"
+        "child = subprocess.run(['cat', f'/proc/{os.getpid()}/environ'], capture_output=True)\n"
+        "print('LEAK' if b'sk-ant-hidden' in child.stdout else 'HIDDEN')\n"
+    )
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-hidden"}
+    if os.geteuid() == 0:
+        import shutil
+
+        if shutil.which("setpriv") is None:
+            import pytest
+
+            pytest.skip("running as root without setpriv: cannot test as an unprivileged user")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", script]
+    else:
+        command = [sys.executable, "-c", script]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.stdout.strip() == "HIDDEN", out.stderr

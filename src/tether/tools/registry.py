@@ -25,7 +25,7 @@ from tether.tools.base import Tool
 from tether.tools.bash import BashTool
 from tether.tools.editor import TextEditor
 from tether.tools.python_exec import PythonTool
-from tether.tools.sandbox import Workspace
+from tether.tools.sandbox import Workspace, hide_own_environment
 
 KNOWN = ("bash", "editor", "python", "computer", "mcp:NAME")
 
@@ -61,6 +61,8 @@ async def open_tools(
 ) -> AsyncIterator[list[Tool]]:
     """All the tools named, MCP servers connected; on exit, MCP sessions closed and shells killed."""
     wanted = tool_names(names)
+    if wanted:
+        hide_own_environment()
     servers = [_server(n[len("mcp:"):], options.get("mcp") or {}) for n in wanted if n.startswith("mcp:")]
     tools = build_tools([n for n in wanted if not n.startswith("mcp:")], workspace, **options)
     try:

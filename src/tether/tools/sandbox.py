@@ -12,6 +12,7 @@ still read whatever the user running tether can. Run tether inside a container o
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import resource
@@ -177,3 +178,17 @@ def session_size(sid: int) -> int:
         if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
             count += 1
     return count
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def hide_own_environment() -> bool:
+    """Make this process non-dumpable, so a tool running as the same user cannot read its
+    environment (``/proc/<pid>/environ``, where the API key lives) or attach to it. Children are not
+    affected (``execve`` resets the flag). Root can still read it. True if the flag was set."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux
+        return False
