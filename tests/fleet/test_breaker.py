@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tether import AnthropicClient, Message, MessagesRequest
+from tether import Message, MessagesRequest
 from tether.errors import APIConnectionError, APIStatusError
 from tether.fleet.breaker import Breakers, CircuitBreakerClient, CircuitOpen
 from tether.fleet.retry import RetryingClient
 from tether.testing import (
     ErrorResponse,
-    FakeAPI,
     ManualClock,
     Reset,
     StreamError,
@@ -28,24 +25,6 @@ MODEL = "claude-opus-4-8"
 
 def ask(text: str = "hi") -> MessagesRequest:
     return MessagesRequest(model=MODEL, max_tokens=200, messages=[Message.user(text)])
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def api(fake, key):
-    client = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
-from tether import Agent, AnthropicClient, LimitExceeded, Message, MessagesRequest, Settings, tool
+from tether import Agent, LimitExceeded, Message, MessagesRequest, Settings, tool
 from tether.agent import events as ev
 from tether.api.catalog import default_catalog
 from tether.api.cost import cost_of
 from tether.api.tokens import count_request
 from tether.config import OutputSettings
 from tether.fleet.budget import BudgetClient, BudgetExhausted, Budgets, estimate_cost, exhausted
-from tether.testing import FakeAPI, ResetMidStream, overloaded, tool_use
+from tether.testing import ResetMidStream, overloaded, tool_use
 
 MODEL = "claude-opus-4-8"  # $5 / $25 per million input / output tokens
 INFO = default_catalog().get(MODEL)
@@ -24,24 +22,6 @@ INFO = default_catalog().get(MODEL)
 
 def ask(text: str = "hi", max_tokens: int = 1_000) -> MessagesRequest:
     return MessagesRequest(model=MODEL, max_tokens=max_tokens, messages=[Message.user(text)])
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def api(fake, key):
-    client = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0)
-    yield client
-    await client.aclose()
 
 
 def test_the_estimate_is_the_prompt_at_the_input_price_and_max_tokens_at_the_output_price():

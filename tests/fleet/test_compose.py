@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 
 from tether import Agent, AnthropicClient, Settings, tool
@@ -13,21 +10,10 @@ from tether.fleet.breaker import Breakers
 from tether.fleet.budget import Budgets
 from tether.fleet.compose import FleetOptions, build_client, layers, scopes_for
 from tether.fleet.ratelimit import RateLimiter
-from tether.testing import FakeAPI, Limits, overloaded, server_error, tool_use
+from tether.testing import Limits, overloaded, server_error, tool_use
 
 MODEL = "claude-opus-4-8"
 FALLBACK = "claude-haiku-4-5-20251001"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 
 from tether import AnthropicClient, Message, MessagesRequest, TextBlock
@@ -17,7 +14,6 @@ from tether.fleet.fallback import FallbackClient, adapt, adapt_thinking
 from tether.fleet.retry import RetryingClient
 from tether.testing import (
     ErrorResponse,
-    FakeAPI,
     ManualClock,
     ResetMidStream,
     overloaded,
@@ -33,24 +29,6 @@ CATALOG = default_catalog()
 
 def ask(text: str = "hi", *, model: str = PRIMARY, max_tokens: int = 400, **fields) -> MessagesRequest:
     return MessagesRequest(model=model, max_tokens=max_tokens, messages=[Message.user(text)], **fields)
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def api(fake, key):
-    client = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0)
-    yield client
-    await client.aclose()
 
 
 # --- adapting the request ------------------------------------------------------------------------

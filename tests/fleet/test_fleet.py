@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,18 +17,7 @@ from tether.fleet.local import Fleet, RunHandle
 from tether.fleet.spec import RunOutcome, RunSpec
 from tether.sessions import Sessions
 from tether.store.sql import open_store
-from tether.testing import FakeAPI, server_error
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
+from tether.testing import server_error
 
 
 @pytest.fixture

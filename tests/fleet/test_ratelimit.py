@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,7 +18,7 @@ from tether.api.tokens import count_request
 from tether.errors import APIStatusError, RequestError
 from tether.fleet.buckets import MemoryBuckets, Observed
 from tether.fleet.ratelimit import RateLimitedClient, RateLimiter, RateLimits, estimate_input
-from tether.testing import FakeAPI, Limits, ManualClock, rate_limited
+from tether.testing import Limits, ManualClock, rate_limited
 
 MODEL = "claude-opus-4-8"
 
@@ -70,17 +68,6 @@ class FakeTime:
 
 def ask(text: str = "hi", max_tokens: int = 100) -> MessagesRequest:
     return MessagesRequest(model=MODEL, max_tokens=max_tokens, messages=[Message.user(text)])
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

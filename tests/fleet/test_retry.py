@@ -6,8 +6,6 @@ The sleep is a recording fake (no real waiting); the stall test uses a real 0.5 
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,7 +15,6 @@ from tether.errors import APIConnectionError, APIStatusError
 from tether.fleet.retry import RetryingClient
 from tether.testing import (
     ErrorResponse,
-    FakeAPI,
     Reset,
     ResetMidStream,
     Stall,
@@ -41,24 +38,6 @@ class Sleeps:
 
 def ask(text: str = "hi", max_tokens: int = 400) -> MessagesRequest:
     return MessagesRequest(model=MODEL, max_tokens=max_tokens, messages=[Message.user(text)])
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def api(fake, key):
-    client = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
