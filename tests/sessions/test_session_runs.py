@@ -181,3 +181,48 @@ async def test_a_new_message_after_an_unanswered_one_joins_it_in_one_turn(fake, 
     assert [m.role for m in stored] == ["user", "user", "assistant"], "the store keeps each message as it came"
     again = await sessions.resume(make_agent(), run.id)
     assert [m.to_wire() for m in again.messages] == [m.to_wire() for m in resumed.messages]
+
+
+async def test_a_call_still_waiting_for_approval_when_the_run_stops_is_reported_as_never_run(
+        fake, key, store, make_agent):
+    import asyncio
+
+    from tether.tools.policy import PermissionPolicy
+
+    ran = []
+
+    @tool(name="effect")
+    def effect(n: int) -> str:
+        """Do something.
+
+        Args:
+            n: which
+        """
+        ran.append(n)
+        return "done"
+
+    asking = asyncio.Event()
+
+    async def never_answers(call, context):
+        asking.set()
+        await asyncio.sleep(3600)
+
+    async def yes(call, context):
+        return "yes"  # never asked: the model was told the call did not run
+
+    fake.script([Turn([tool_use("effect", {"n": 1})]), "finished"], key=key)
+    sessions = Sessions(store)
+    run = await sessions.new(make_agent(tools=[effect], policy=PermissionPolicy({"effect": "ask"},
+                                                                               approve=never_answers)))
+    task = asyncio.create_task(drain(run, "go"))
+    await asyncio.wait_for(asking.wait(), 10)
+    task.cancel()  # the service shuts down while the user has not answered
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await store.ledger(run.id) == {}, "a call awaiting approval was never claimed"
+    result = (await store.messages(run.id))[-1].content[0]
+    assert result["is_error"] and "before this tool call ran; it had no effect" in result["content"]
+    resumed = await sessions.resume(make_agent(tools=[effect], policy=PermissionPolicy({"effect": "ask"},
+                                                                                       approve=yes)), run.id)
+    await drain(resumed)
+    assert ran == [] and resumed.messages[-1].text == "finished"

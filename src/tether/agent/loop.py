@@ -54,11 +54,12 @@ from tether.api.types import (
 from tether.config import Settings
 from tether.errors import APIError, APIStatusError, ContextWindowExceeded, RunError, TetherError
 from tether.tools.audit import AuditLog
-from tether.tools.base import Tool, ToolContext
+from tether.tools.base import Tool, ToolContext, ToolOutput
 from tether.tools.policy import PermissionPolicy
 from tether.tools.runner import ToolRunner
 
 INTERRUPTED = "Error: the run was interrupted before this tool call finished; it may or may not have had effects."
+NOT_RUN = "Error: the run was interrupted before this tool call ran; it had no effect."
 
 
 @dataclass
@@ -152,6 +153,7 @@ class Run:
         self.error: TetherError | None = None
         self.started = agent.clock()
         self.cleared: set[str] = set()  # tool calls whose results compaction cleared
+        self.claimed: set[str] = set()  # tool calls this run claimed in the journal
         self.context_tokens: int | None = None  # the estimated prompt of the next call
 
     def result(self) -> RunResult:
@@ -166,7 +168,7 @@ class Run:
         try:
             pending = self.pending_calls()
             if pending:  # tool calls a previous run left without results; the new task rides along
-                async for event in self._run_tools(pending, follow_up=task):
+                async for event in self._run_tools(pending, follow_up=task, resumed=True):
                     yield event
             elif task:
                 await self._append(Message.user(task))
@@ -359,48 +361,67 @@ class Run:
                 out.append(ev.Warning("cache_miss", reason))
         return out
 
-    async def _run_tools(self, calls: list[ToolUseBlock], follow_up: str | None = None) -> AsyncIterator[ev.Event]:
+    async def _run_tools(self, calls: list[ToolUseBlock], follow_up: str | None = None,
+                         resumed: bool = False) -> AsyncIterator[ev.Event]:
         """Run one turn's calls; every call is answered, in order, in one user message, even if cancelled.
 
-        ``follow_up`` is text the user adds after the results, in the same message.
+        ``follow_up`` is text the user adds after the results, in the same message. ``resumed`` calls
+        come from an earlier run and may have a recorded result.
         """
         extra = [TextBlock(follow_up)] if follow_up else []
         finished: dict[str, ev.ToolResult] = {}
 
         async def around(call: ToolUseBlock, execute) -> ToolResultBlock:
             started = time.monotonic()
-            result = await self._tool(call, execute)
+            result = await self._tool(call, execute, resumed)
             finished[call.id] = ev.ToolResult(call.id, call.name, result.content, bool(result.is_error),
                                               time.monotonic() - started)
             return result
 
         try:
-            results = await self.agent.runner.run(calls, self.id, around=around, workspace=self.agent.workspace)
+            results = await self.agent.runner.run(calls, self.id, around=around, workspace=self.agent.workspace,
+                                                  gate=self._gate)
         except asyncio.CancelledError:
-            await self._append(Message("user", [*(_answer(c, finished) for c in calls), *extra]))
+            await self._append(Message("user", [*(_answer(c, finished, c.id in self.claimed) for c in calls),
+                                                *extra]))
             raise
         await self._append(Message("user", [*results, *extra]))
         for call in calls:
             yield finished[call.id]
 
-    async def _tool(self, call: ToolUseBlock, execute) -> ToolResultBlock:
-        """One call: the journal's claim, the hooks, the call, the journal's record."""
-        claim = await self.journal.claim(call)
-        if isinstance(claim, ToolResultBlock):
-            return claim
-        if claim == "interrupted" and not self.agent.runner.idempotent(call):
-            return ToolResultBlock(call.id, INTERRUPTED, is_error=True)
+    async def _tool(self, call: ToolUseBlock, execute, resumed: bool) -> ToolResultBlock:
+        """One call: what an earlier run recorded of it, the hooks, the call, the journal's record."""
+        if resumed:
+            claim = await self.journal.claim(call)
+            if isinstance(claim, ToolResultBlock):
+                return claim
+            if claim == "interrupted" and not self.agent.runner.idempotent(call):
+                return ToolResultBlock(call.id, INTERRUPTED, is_error=True)
+            self.claimed.add(call.id)
         verdict = await self.agent.hooks.before_tool(call)
         if isinstance(verdict, Deny):
-            result = ToolResultBlock(call.id, f"Error: denied: {verdict.reason}", is_error=True)
-        else:
-            if isinstance(verdict, Modify):
-                call = ToolUseBlock(call.id, call.name, verdict.input, extra=call.extra)
-            result = await execute() if verdict is None else await self.agent.runner.run_one(
-                call, ToolContext(self.id, call.id, workspace=self.agent.workspace))
-            result = await self.agent.hooks.after_tool(call, result) or result
-        await self.journal.tool_finished(call, result)
+            return ToolResultBlock(call.id, f"Error: denied: {verdict.reason}", is_error=True)
+        if isinstance(verdict, Modify):
+            call = ToolUseBlock(call.id, call.name, verdict.input, extra=call.extra)
+        result = await execute() if verdict is None else await self.agent.runner.run_one(
+            call, ToolContext(self.id, call.id, workspace=self.agent.workspace, gate=self._gate))
+        result = await self.agent.hooks.after_tool(call, result) or result
+        if call.id in self.claimed:
+            await self.journal.tool_finished(call, result)
         return result
+
+    async def _gate(self, call: ToolUseBlock) -> ToolOutput | None:
+        """Claim ``call`` in the journal right before it runs: after validation and the permission
+        policy, so a call refused or still awaiting approval is never recorded as started."""
+        if call.id in self.claimed:
+            return None
+        claim = await self.journal.claim(call)
+        self.claimed.add(call.id)
+        if claim == "run":
+            return None
+        if isinstance(claim, ToolResultBlock):
+            return ToolOutput(claim.content, bool(claim.is_error))  # type: ignore[arg-type]
+        return ToolOutput(INTERRUPTED, True)
 
 
 def combine(first: Message, second: Message) -> Message:
@@ -422,10 +443,11 @@ class _ContextFull(Exception):
     """The model stopped with model_context_window_exceeded: compact, then call again."""
 
 
-def _answer(call: ToolUseBlock, finished: dict[str, ev.ToolResult]) -> ToolResultBlock:
+def _answer(call: ToolUseBlock, finished: dict[str, ev.ToolResult], started: bool) -> ToolResultBlock:
+    """The result of a call when its run is interrupted: what it returned, or how far it got."""
     done = finished.get(call.id)
     if done is None:
-        return ToolResultBlock(call.id, INTERRUPTED, is_error=True)
+        return ToolResultBlock(call.id, INTERRUPTED if started else NOT_RUN, is_error=True)
     return ToolResultBlock(call.id, done.content, is_error=True if done.is_error else None)  # type: ignore[arg-type]
 
 

@@ -38,6 +38,9 @@ class ToolContext:
     tool_use_id: str
     workspace: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Awaited by the runner once the call is valid and allowed, right before the tool runs; an
+    # answer it returns is used instead of running the tool (the loop records the call here).
+    gate: Callable[[Any], Awaitable[ToolOutput | None]] | None = None
 
 
 @runtime_checkable

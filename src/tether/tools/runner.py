@@ -125,6 +125,8 @@ class ToolRunner:
             if not verdict.allowed:
                 return ToolOutput(verdict.message, True), verdict.label
             decision = verdict.label
+        if context.gate is not None and (answer := await context.gate(call)) is not None:
+            return answer, decision
         timeout = t.timeout or self.default_timeout
         try:
             return await asyncio.wait_for(t.call(call.input, context), timeout), decision
