@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fake import fake_api
+from tether.testing.process import fake_api_process as fake_api
 
 TICK = 0.010
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -11,17 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import anthropic
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _fake import fake_api
-
 from tether import Agent, AnthropicClient, Settings, tool
 from tether.config import OutputSettings
+from tether.testing.process import fake_api_process as fake_api
 
 MODEL = "claude-opus-4-8"
 MAX_TOKENS = 8192

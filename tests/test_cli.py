@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tether.testing.process import fake_api_process
+
 TETHER = [sys.executable, "-m", "tether.cli.main"]
 
 
@@ -25,20 +27,8 @@ def free_port() -> int:
 @pytest.fixture
 def fake_api():
     """``tether fake-api`` in its own process, answering after a 3-second first-token delay."""
-    port = free_port()
-    process = subprocess.Popen([*TETHER, "fake-api", "--port", str(port), "--behaviour", "echo",
-                                "--first-token-delay", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and process.poll() is None, "tether fake-api did not start"
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+    with fake_api_process("--behaviour", "echo", "--first-token-delay", "3") as url:
+        yield url
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Start ``tether fake-api`` in its own process, so the client's CPU time is the client's alone."""
+"""``tether fake-api`` in a process of its own: for tests that kill clients, and benchmarks that
+measure a client's CPU time alone."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def fake_api(*args: str) -> Iterator[str]:
+def fake_api_process(*args: str) -> Iterator[str]:
+    """Start ``tether fake-api ARGS`` on a free loopback port; yields its base URL; stops it after."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tether.cli.main", "fake-api", "--port", str(port), *args],
