@@ -18,6 +18,7 @@ from tether.fleet.spec import RunOutcome, RunSpec
 from tether.sessions import Sessions
 from tether.store.sql import open_store
 from tether.testing import server_error
+from tether.testing.gate import Gate
 
 
 @pytest.fixture
@@ -32,38 +33,6 @@ async def sessions(tmp_path) -> AsyncIterator[Sessions]:
     store = await open_store(str(tmp_path / "sessions.db"))
     yield Sessions(store)
     await store.close()
-
-
-class Gate:
-    """A probe around a ``ModelClient``: each model call waits for a permit; the calls waiting are counted."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.permits = asyncio.Semaphore(0)
-        self.waiting = 0
-
-    async def _enter(self) -> None:
-        self.waiting += 1
-        try:
-            await self.permits.acquire()
-        finally:
-            self.waiting -= 1
-
-    async def stream(self, request):
-        await self._enter()
-        async for event in self.inner.stream(request):
-            yield event
-
-    async def create(self, request):
-        await self._enter()
-        return await self.inner.create(request)
-
-    async def count_tokens(self, request):
-        return await self.inner.count_tokens(request)
-
-    def open(self, n: int = 1) -> None:
-        for _ in range(n):
-            self.permits.release()
 
 
 class Probe:

@@ -22,6 +22,7 @@ from tether import AnthropicClient, Settings
 from tether.server.app import create_app, service_of
 from tether.server.service import Service, ServiceOptions
 from tether.testing import FakeAPI
+from tether.testing.gate import Gate
 
 TETHER = [sys.executable, "-m", "tether.cli.main"]
 
@@ -50,42 +51,6 @@ async def until(predicate, what: str = "the condition", timeout: float = 10.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.005)
-
-
-class Gate:
-    """A ``ModelClient`` around the real one whose calls each wait for a permit (``open``)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.permits = asyncio.Semaphore(0)
-        self.waiting = 0
-
-    @property
-    def base_url(self) -> str:
-        return self.inner.base_url
-
-    async def _enter(self) -> None:
-        self.waiting += 1
-        try:
-            await self.permits.acquire()
-        finally:
-            self.waiting -= 1
-
-    async def stream(self, request):
-        await self._enter()
-        async for event in self.inner.stream(request):
-            yield event
-
-    async def create(self, request):
-        await self._enter()
-        return await self.inner.create(request)
-
-    async def count_tokens(self, request):
-        return await self.inner.count_tokens(request)
-
-    def open(self, n: int = 1) -> None:
-        for _ in range(n):
-            self.permits.release()
 
 
 @dataclass
