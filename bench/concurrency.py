@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from tether.cli import aio
 from tether.testing.process import fake_api_process as fake_api
 
 TICK = 0.010
@@ -189,6 +190,6 @@ if __name__ == "__main__":
     parser.add_argument("--store", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.worker:
-        print(json.dumps(asyncio.run(worker(options))), flush=True)
+        print(json.dumps(aio.run(worker(options))), flush=True)
     else:
         main(options)

@@ -7,11 +7,9 @@ from tether.api.types import TextBlock, ThinkingBlock, ToolUseBlock
 from tether.errors import APIConnectionError, APIStatusError
 
 
-def sse(*events: dict) -> list[str]:
-    lines = []
-    for data in events:
-        lines += [f"event: {data['type']}", f"data: {json.dumps(data)}", ""]
-    return lines
+def sse(*events: dict) -> list[bytes]:
+    """One chunk per event, as a server writing each event as it happens would send them."""
+    return [f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode() for data in events]
 
 
 START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
@@ -19,9 +17,9 @@ START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", 
                                               "usage": {"input_tokens": 10, "output_tokens": 1}}}
 
 
-def feed(lines):
+def feed(chunks):
     reader = st.StreamReader()
-    return reader, [e for line in lines if (e := reader.feed_line(line)) is not None]
+    return reader, [e for chunk in chunks for e in reader.feed(chunk)]
 
 
 def test_blocks_accumulate_from_their_deltas():
@@ -57,11 +55,9 @@ def test_blocks_accumulate_from_their_deltas():
 
 def test_an_error_event_raises_with_status_200():
     reader = st.StreamReader(request_id="req_1")
-    for line in sse(START):
-        reader.feed_line(line)
+    reader.feed(sse(START)[0])
     with pytest.raises(APIStatusError) as info:
-        for line in sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}):
-            reader.feed_line(line)
+        reader.feed(sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})[0])
     assert info.value.status_code == 200 and info.value.error_type == "overloaded_error"
     assert info.value.retryable and info.value.request_id == "req_1"
 
@@ -83,3 +79,47 @@ def test_a_tool_call_cut_by_max_tokens_is_dropped():
         {"type": "message_stop"},
     ))
     assert events[-1].response.content == []
+
+
+TEXT = [
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " there"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+    {"type": "message_stop"},
+]
+
+
+def test_deltas_that_arrive_together_come_out_as_one():
+    body = b"".join(sse(START, *TEXT))
+    _, events = feed([body])
+    assert [type(e).__name__ for e in events] == ["MessageStart", "BlockStart", "TextDelta", "BlockStop",
+                                                  "MessageComplete"]
+    assert events[2].text == "Hello there" and events[-1].response.content == [TextBlock("Hello there")]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_a_body_cut_anywhere_and_with_crlf_line_ends_reads_the_same(size):
+    body = b"".join(sse(START, *TEXT)).replace(b"\n", b"\r\n")
+    _, events = feed([body[i:i + size] for i in range(0, len(body), size)])
+    text = "".join(e.text for e in events if isinstance(e, st.TextDelta))
+    assert text == "Hello there" and events[-1].response.content == [TextBlock("Hello there")]
+    assert sum(isinstance(e, st.MessageStart) for e in events) == 1
+
+
+def test_an_event_cut_off_at_the_end_of_the_body_is_not_dispatched():
+    reader, events = feed([b"".join(sse(START, *TEXT))[:-2]])  # message_stop without its blank line
+    assert not any(isinstance(e, st.MessageComplete) for e in events)
+    with pytest.raises(APIConnectionError, match="before message_stop"):
+        reader.check_complete()
+
+
+def test_an_error_event_after_other_events_of_its_chunk_comes_after_them():
+    reader = st.StreamReader()
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    events = reader.feed(b"".join(sse(START, *TEXT[:2], error)))
+    assert [type(e).__name__ for e in events] == ["MessageStart", "BlockStart", "TextDelta"]
+    with pytest.raises(APIStatusError, match="overloaded_error"):
+        reader.check_complete()

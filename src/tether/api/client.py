@@ -18,7 +18,7 @@ import anthropic
 import httpx2
 
 from tether.api.caching import render
-from tether.api.stream import MessageComplete, StreamEvent, StreamReader
+from tether.api.stream import StreamEvent, StreamReader
 from tether.api.types import MessagesRequest, Response
 from tether.errors import APIConnectionError, APIStatusError, MissingCredentialsError
 
@@ -36,7 +36,7 @@ class ModelClient(Protocol):
 
 
 class AnthropicClient:
-    """``ModelClient`` over HTTP with the ``anthropic`` SDK."""
+    """``ModelClient`` over HTTP with the ``anthropic`` SDK, keeping up to ``connections`` open."""
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class AnthropicClient:
         max_retries: int = 2,
         timeout: float = 600.0,
         default_headers: Mapping[str, str] | None = None,
+        connections: int = 1000,
     ) -> None:
         if not api_key and not auth_token:
             raise MissingCredentialsError(
@@ -60,6 +61,10 @@ class AnthropicClient:
             max_retries=max_retries,
             timeout=timeout,
             default_headers=default_headers,
+            # Every connection may stay open between calls: the SDK keeps only 100, so a fleet of more
+            # concurrent runs would open (and the server accept) a new connection for most calls.
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)),
         )
 
     @property
@@ -72,12 +77,9 @@ class AnthropicClient:
             async with self._sdk.messages.with_streaming_response.create(**body, stream=True, **options) as raw:
                 http = raw.http_response
                 reader = StreamReader(request_id=http.headers.get("request-id"), headers=http.headers)
-                async for line in raw.iter_lines():
-                    event = reader.feed_line(line)
-                    if event is not None:
+                async for chunk in http.aiter_bytes():  # to the end: a body read whole keeps its connection
+                    for event in reader.feed(chunk):
                         yield event
-                        if isinstance(event, MessageComplete):
-                            return
                 reader.check_complete()
         except anthropic.APIStatusError as exc:
             raise _status_error(exc) from None

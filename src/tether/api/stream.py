@@ -1,8 +1,10 @@
 """Reading a Messages API stream: Server-Sent Events in, typed events and a final ``Response`` out.
 
-``StreamReader`` is plain code with no I/O: feed it the lines of the HTTP body and it returns the
-typed events each line completes. It reads the wire itself (one ``json.loads`` per event) instead of
-building the SDK's per-event objects, and accumulates each block as ``message_stop`` arrives.
+``StreamReader`` is plain code with no I/O: feed it the HTTP body in chunks as they arrive and it
+returns the typed events each chunk completes. It reads the wire itself (one ``json.loads`` per
+event) instead of building the SDK's per-event objects, and accumulates each block as its deltas
+arrive. Deltas of one block that arrive in the same chunk come out as one delta: the text is the
+same, and a consumer pays for one event instead of dozens.
 """
 
 from __future__ import annotations
@@ -105,37 +107,76 @@ class _Open:
 
 
 class StreamReader:
-    """Turns SSE lines into ``StreamEvent`` objects. Raises on ``event: error`` and on a cut stream."""
+    """Turns an SSE body into ``StreamEvent`` objects. Raises on ``event: error`` and on a cut stream."""
 
     def __init__(self, *, request_id: str | None = None, headers: Mapping[str, str] | None = None) -> None:
         self.request_id = request_id
         self.headers = headers or {}
-        self._event: str | None = None
-        self._data: list[str] = []
+        self._buffer = b""
         self._blocks: dict[int, _Open] = {}
         self._done: list[ContentBlock | None] = []
         self._message: dict[str, Any] = {}
         self._usage = Usage()
         self._stop: dict[str, Any] = {}
+        self._error: APIStatusError | None = None  # an error event that came after events of its chunk
         self.complete = False
 
-    def feed_line(self, line: str) -> StreamEvent | None:
-        if line:
-            if line.startswith("data:"):
-                self._data.append(line[5:].lstrip(" ") if len(line) > 5 else "")
-            elif line.startswith("event:"):
-                self._event = line[6:].strip()
-            return None
-        event, data = self._event, self._data
-        self._event, self._data = None, []
-        if event is None or not data or event == "ping":
-            return None
-        return self.handle(event, json.loads("\n".join(data)))
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """The events that ``chunk`` completes, consecutive deltas of one block joined."""
+        self._raise_pending()
+        if self.complete:
+            return []
+        buffer = self._buffer + chunk
+        if b"\r" in buffer:  # CRLF or CR line ends; a CR at the very end may be half of a CRLF
+            keep = buffer.endswith(b"\r")
+            buffer = buffer[:-1] if keep else buffer
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if keep else b"")
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = buffer
+            return []
+        self._buffer = buffer[end + 2:]
+        datas = []
+        for block in buffer[:end].split(b"\n\n"):
+            data = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+            if data:
+                datas.append(b"\n".join(data))
+        events: list[StreamEvent] = []
+        run: list[str] = []  # the pieces of consecutive deltas of one kind and block
+        run_key: tuple[str, int] | None = None
+        for data in json.loads(b"[%b]" % b",".join(datas)):  # one decode for the whole chunk
+            if self.complete:
+                break  # nothing comes after message_stop
+            if data.get("type") == "content_block_delta" and (field := _PIECES.get(data["delta"]["type"])):
+                index, piece = data["index"], data["delta"][field]
+                self._blocks[index].pieces.append(piece)
+                if run_key != (field, index):
+                    if run_key is not None:
+                        events.append(_delta_event(run_key, run))
+                    run, run_key = [], (field, index)
+                run.append(piece)
+                continue
+            if run_key is not None:
+                events.append(_delta_event(run_key, run))
+                run, run_key = [], None
+            try:
+                event = self.handle(data)
+            except APIStatusError as exc:  # an error event: what came before it still comes first
+                if not events:
+                    raise
+                self._error = exc
+                break
+            if event is not None:
+                events.append(event)
+        if run_key is not None:
+            events.append(_delta_event(run_key, run))
+        return events
 
-    def handle(self, event: str, data: dict[str, Any]) -> StreamEvent | None:
-        kind = data.get("type", event)
+    def handle(self, data: dict[str, Any]) -> StreamEvent | None:
+        kind = data.get("type")
         if kind == "content_block_delta":
-            return self._delta(data["index"], data["delta"])
+            self._delta(data["index"], data["delta"])
+            return None
         if kind == "content_block_start":
             index, block = data["index"], data["content_block"]
             self._blocks[index] = _Open(block)
@@ -170,23 +211,13 @@ class StreamReader:
             )
         return None  # an event type newer than tether: ignored, as the versioning policy asks
 
-    def _delta(self, index: int, delta: Mapping[str, Any]) -> StreamEvent | None:
+    def _delta(self, index: int, delta: Mapping[str, Any]) -> None:
+        """A delta that is not text: the signature of a thinking block, or a citation."""
         block = self._blocks[index]
-        kind = delta["type"]
-        if kind == "text_delta":
-            block.pieces.append(delta["text"])
-            return TextDelta(index, delta["text"])
-        if kind == "input_json_delta":
-            block.pieces.append(delta["partial_json"])
-            return InputJsonDelta(index, delta["partial_json"])
-        if kind == "thinking_delta":
-            block.pieces.append(delta["thinking"])
-            return ThinkingDelta(index, delta["thinking"])
-        if kind == "signature_delta":
+        if delta["type"] == "signature_delta":
             block.signature += delta["signature"]
-        elif kind == "citations_delta":
+        elif delta["type"] == "citations_delta":
             block.citations.append(delta["citation"])
-        return None
 
     def response(self) -> Response:
         content = [b for b in self._done if b is not None]
@@ -206,7 +237,25 @@ class StreamReader:
         """The blocks completed so far (for a stream that was cut)."""
         return [b for b in self._done if b is not None]
 
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
     def check_complete(self) -> None:
+        self._raise_pending()
         if not self.complete:
             raise APIConnectionError("the stream ended before message_stop (connection closed mid-stream)")
 
+
+
+
+_PIECES = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
+
+
+def _delta_event(key: tuple[str, int], pieces: list[str]) -> TextDelta | ThinkingDelta | InputJsonDelta:
+    field, index = key
+    text = "".join(pieces)
+    if field == "text":
+        return TextDelta(index, text)
+    return ThinkingDelta(index, text) if field == "thinking" else InputJsonDelta(index, text)

@@ -241,7 +241,7 @@ class Usage:
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)))
+        return Usage(*(getattr(self, name) + getattr(other, name) for name in Usage.__slots__))
 
     def to_dict(self) -> Json:
         return dataclasses.asdict(self)

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tether.api.client import ModelClient
+from tether.cli import aio
 from tether.cli.sessions import open_sessions
 from tether.config import Settings
 from tether.errors import UserError
@@ -81,7 +82,7 @@ def command(args: argparse.Namespace) -> int:
         args.weights = weights(args.weight)
         if args.concurrency < 1:
             raise UserError("--concurrency must be at least 1")
-        return asyncio.run(_main(args, settings, lines, out))
+        return aio.run(_main(args, settings, lines, out))
 
 
 def _defaults(args: argparse.Namespace) -> dict[str, Any]:

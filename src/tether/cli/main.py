@@ -14,6 +14,7 @@ from pathlib import Path
 from tether.agent.loop import Agent, Run
 from tether.api.client import AnthropicClient
 from tether.checks import problems
+from tether.cli import aio
 from tether.cli import batch as batch_cli
 from tether.cli import serve as serve_cli
 from tether.cli import sessions as sessions_cli
@@ -205,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             print(message)
             return 0 if ok else 1
         if args.command == "config":
-            return asyncio.run(cmd_config(args))
+            return aio.run(cmd_config(args))
         if args.command == "sessions":
             if args.sessions_command == "resume":
                 args.command, args.resume = "run", args.id
             else:
-                return asyncio.run(sessions_cli.command(args, Settings.load(path=args.config)))
+                return aio.run(sessions_cli.command(args, Settings.load(path=args.config)))
         if args.command == "batch":
             return batch_cli.command(args)
         if args.command in ("worker", "enqueue"):
@@ -222,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         with _endpoint(args) as endpoint:
             settings = settings_from(args, **(endpoint or {}))
             if args.command == "run":
-                return asyncio.run(cmd_run(args, settings))
+                return aio.run(cmd_run(args, settings))
             from tether.cli.chat import chat
 
-            return asyncio.run(chat(args, settings))
+            return aio.run(chat(args, settings))
     except UserError as exc:
         print(f"tether: {exc}", file=sys.stderr)
         return 2

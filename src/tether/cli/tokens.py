@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tether.cli import aio
 from tether.config import Settings
 from tether.server.tokens import SCOPES, TokenStore
 from tether.store.sql import open_store
@@ -42,7 +42,7 @@ async def open_tokens(settings: Settings) -> AsyncIterator[TokenStore]:
 
 
 def command(args: argparse.Namespace) -> int:
-    return asyncio.run(_command(args, Settings.load(path=args.config)))
+    return aio.run(_command(args, Settings.load(path=args.config)))
 
 
 async def _command(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,12 +11,12 @@ one of these commands runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from tether.cli import aio
 from tether.config import Settings
 from tether.errors import ConfigError, UserError
 
@@ -71,8 +71,8 @@ def command(args: argparse.Namespace) -> int:
         raise UserError("the distributed fleet needs a PostgreSQL database: give --db postgresql://USER@HOST/DB "
                         "(or set TETHER_STORE_URL)")
     if args.command == "worker":
-        return asyncio.run(_worker(args, url, settings))
-    return asyncio.run(_enqueue(args, url))
+        return aio.run(_worker(args, url, settings))
+    return aio.run(_enqueue(args, url))
 
 
 async def _worker(args: argparse.Namespace, url: str, settings: Settings) -> int:

@@ -61,6 +61,14 @@ def make_engine(url: sa.URL) -> AsyncEngine:
         ) from exc
 
 
+def sync_twin(engine: AsyncEngine) -> sa.Engine:
+    """A synchronous engine on the same SQLite file (the plain ``sqlite3`` driver), for threads."""
+    url = engine.url.set(drivername="sqlite+pysqlite")
+    twin = sa.create_engine(url, connect_args={"check_same_thread": False})
+    _set_up_sqlite(twin)
+    return twin
+
+
 def reader(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="REPEATABLE READ")

@@ -15,19 +15,18 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.store.base import NotFound
 from tether.store.schema import messages, sessions, tool_ledger, turns
 
 
-async def message_sources(conn: AsyncConnection, session_id: str) -> list[tuple[str, int | None]]:
+def message_sources(conn: sa.Connection, session_id: str) -> list[tuple[str, int | None]]:
     """``(session id, seq bound)`` pairs: the own messages below each bound make up the conversation."""
     sources: list[tuple[str, int | None]] = []
     bound: int | None = None
     current: str | None = session_id
     while current is not None:
-        row = (await conn.execute(
+        row = (conn.execute(
             sa.select(sessions.c.parent_id, sessions.c.fork_seq).where(sessions.c.id == current)
         )).first()
         if row is None:
@@ -49,46 +48,46 @@ def conversation(sources: list[tuple[str, int | None]]) -> sa.Select[Any]:
     return sa.select(messages).where(sa.or_(*parts)).order_by(messages.c.seq)
 
 
-async def next_seq(conn: AsyncConnection, session_id: str) -> int:
+_LAST = sa.select(sa.func.max(messages.c.seq)).where(messages.c.session_id == sa.bindparam("sid"))
+_NEXT_SEQ = sa.select(sessions.c.fork_seq, _LAST.scalar_subquery()).where(sessions.c.id == sa.bindparam("sid"))
+
+
+def next_seq(conn: sa.Connection, session_id: str) -> int:
     """The ``seq`` the session's next message takes. The session must exist."""
-    last = sa.select(sa.func.max(messages.c.seq)).where(messages.c.session_id == session_id)
-    row = (await conn.execute(
-        sa.select(sessions.c.fork_seq, last.scalar_subquery()).where(sessions.c.id == session_id)
-    )).one()
-    fork_seq, last_seq = row
+    fork_seq, last_seq = conn.execute(_NEXT_SEQ, {"sid": session_id}).one()
     return last_seq + 1 if last_seq is not None else fork_seq or 0
 
 
-async def delete_session(conn: AsyncConnection, session_id: str, *,
+def delete_session(conn: sa.Connection, session_id: str, *,
                          updated_before: dt.datetime | None = None) -> bool:
     """Delete a session and its rows, keeping its forks whole. False if there was no such session
     (or, with ``updated_before``, if it has been updated since)."""
     query = sa.select(sessions.c.parent_id, sessions.c.fork_seq).where(sessions.c.id == session_id)
     if updated_before is not None:
         query = query.where(sessions.c.updated_at < updated_before)
-    row = (await conn.execute(query.with_for_update())).first()
+    row = (conn.execute(query.with_for_update())).first()
     if row is None:
         return False
-    children = (await conn.execute(
+    children = (conn.execute(
         sa.select(sessions.c.id, sessions.c.fork_seq).where(sessions.c.parent_id == session_id)
     )).all()
     for child_id, child_seq in children:
-        await _detach(conn, session_id, row.parent_id, row.fork_seq, child_id, child_seq)
+        _detach(conn, session_id, row.parent_id, row.fork_seq, child_id, child_seq)
     for table in (messages, turns, tool_ledger):
-        await conn.execute(table.delete().where(table.c.session_id == session_id))
-    await conn.execute(sessions.delete().where(sessions.c.id == session_id))
+        conn.execute(table.delete().where(table.c.session_id == session_id))
+    conn.execute(sessions.delete().where(sessions.c.id == session_id))
     return True
 
 
-async def _detach(conn: AsyncConnection, session_id: str, grandparent: str | None, session_fork_seq: int | None,
+def _detach(conn: sa.Connection, session_id: str, grandparent: str | None, session_fork_seq: int | None,
                   child_id: str, child_seq: int) -> None:
     copied = sa.select(
         sa.literal(child_id, sa.String), messages.c.seq, messages.c.role, messages.c.content,
         messages.c.text, messages.c.created_at,
     ).where(messages.c.session_id == session_id, messages.c.seq < child_seq)
     columns = ["session_id", "seq", "role", "content", "text", "created_at"]
-    await conn.execute(messages.insert().from_select(columns, copied))
+    conn.execute(messages.insert().from_select(columns, copied))
     fork_seq = None if grandparent is None else min(child_seq, session_fork_seq or 0)
-    await conn.execute(
+    conn.execute(
         sessions.update().where(sessions.c.id == child_id).values(parent_id=grandparent, fork_seq=fork_seq)
     )

@@ -21,14 +21,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether.api.types import Json
 from tether.store import engine as engines
@@ -42,6 +42,7 @@ from tether.store.base import (
     StoredMessage,
     TurnRecord,
 )
+from tether.store.database import database_for
 from tether.store.forks import conversation, delete_session, message_sources, next_seq
 from tether.store.migrations import migrate
 from tether.store.rows import (
@@ -84,29 +85,22 @@ async def open_store(url: str | None = None, *, clock: Callable[[], dt.datetime]
 
 
 class SQLStore:
-    """A ``SessionStore`` over an ``AsyncEngine`` whose schema is up to date (see ``open_store``)."""
+    """A ``SessionStore`` over an ``AsyncEngine`` whose schema is up to date (see ``open_store``).
+
+    Each method checks its arguments, then runs one plain function of a connection in one
+    transaction (see ``tether.store.database``: on SQLite, in a thread, writes group-committed).
+    """
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.engine = engine
-        self._reader = engines.reader(engine)
-        self._writer = engines.writer(engine)
+        self._db = database_for(engine)
         self._clock = clock
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._claim = insert(tool_ledger).on_conflict_do_nothing(index_elements=["session_id", "tool_use_id"])
 
     async def close(self) -> None:
+        await self._db.close()
         await self.engine.dispose()
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._reader.connect() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._writer.begin() as conn:
-                yield conn
-        except sa.exc.IntegrityError as exc:
-            raise StoreConflict(f"another writer got there first: {exc.orig}") from exc
 
     # Sessions
 
@@ -117,14 +111,11 @@ class SQLStore:
         _check_aware(session.created_at, session.updated_at)
         created = session.created_at or self._clock()
         info = replace(session, created_at=created, updated_at=session.updated_at or created)
-        async with self._write() as conn:
-            await conn.execute(sessions.insert().values(session_values(info)))
+        await self._db.write(_execute, sessions.insert().values(session_values(info)))
         return (await self.get(info.id)) or info
 
     async def get(self, session_id: str) -> SessionInfo | None:
-        async with self._read() as conn:
-            row = (await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
-        return None if row is None else session_from_row(row)
+        return await self._db.read(_get, session_id)
 
     async def update(self, session_id: str, **fields: Any) -> None:
         if unknown := set(fields) - _UPDATABLE:
@@ -132,53 +123,30 @@ class SQLStore:
         if "status" in fields:
             _check_status(fields["status"])
         values = {name: to_json(v) if name in ("tags", "metadata") else v for name, v in fields.items()}
-        async with self._write() as conn:
-            result = await conn.execute(
-                sessions.update().where(sessions.c.id == session_id).values(**values, updated_at=self._clock())
-            )
-            if result.rowcount == 0:
-                raise NotFound(f"no session {session_id!r}")
+        statement = sessions.update().where(sessions.c.id == session_id).values(**values, updated_at=self._clock())
+        await self._db.write(_update_session, session_id, statement)
 
     async def list(self, query: SessionQuery) -> list[SessionInfo]:
         _check_aware(query.since, query.until)
-        async with self._read() as conn:
-            rows = (await conn.execute(list_statement(query, self.engine.dialect.name))).all()
-        return [session_from_row(row) for row in rows]
+        statement = list_statement(query, self.engine.dialect.name)
+        return await self._db.read(lambda conn: [session_from_row(row) for row in conn.execute(statement)])
 
     async def delete(self, session_id: str) -> None:
-        async with self._write() as conn:
-            await delete_session(conn, session_id)
+        await self._db.write(delete_session, session_id)
 
     async def prune(self, older_than: dt.datetime) -> int:
         """One transaction per session, youngest first, so that forks go before their parents."""
         _check_aware(older_than)
         query = (sa.select(sessions.c.id).where(sessions.c.updated_at < older_than)
                  .order_by(sessions.c.created_at.desc()))
-        async with self._read() as conn:
-            ids = (await conn.scalars(query)).all()
+        ids = await self._db.read(lambda conn: conn.scalars(query).all())
         deleted = 0
         for session_id in ids:
-            async with self._write() as conn:
-                deleted += await delete_session(conn, session_id, updated_before=older_than)
+            deleted += await self._db.write(partial(delete_session, updated_before=older_than), session_id)
         return deleted
 
     async def fork(self, session_id: str, at_seq: int, new_id: str) -> SessionInfo:
-        async with self._write() as conn:
-            row = (await conn.execute(
-                sa.select(sessions).where(sessions.c.id == session_id).with_for_update()
-            )).first()
-            if row is None:
-                raise NotFound(f"no session {session_id!r}")
-            length = await next_seq(conn, session_id)
-            if not 0 <= at_seq <= length:
-                raise ValueError(f"cannot fork {session_id!r} at {at_seq}: it has {length} messages")
-            now = self._clock()
-            parent = session_from_row(row)
-            child = SessionInfo(id=new_id, model=parent.model, title=parent.title, tags=parent.tags,
-                                metadata=parent.metadata, parent_id=session_id, fork_seq=at_seq,
-                                created_at=now, updated_at=now)
-            await conn.execute(sessions.insert().values(session_values(child)))
-        return child
+        return await self._db.write(_fork, session_id, at_seq, new_id, self._clock())
 
     # Conversation
 
@@ -186,85 +154,135 @@ class SQLStore:
                      turn: TurnRecord | None = None) -> None:
         _check_contiguous(messages)
         _check_aware(*(m.created_at for m in messages))
-        now = self._clock()
-        async with self._write() as conn:
-            await self._touch(conn, session_id, now, turn)
-            expected = await next_seq(conn, session_id)
-            if messages and messages[0].seq != expected:
-                first = messages[0].seq
-                if first < expected:
-                    raise StoreConflict(f"seq {first} of session {session_id!r} is taken: next is {expected}")
-                raise ValueError(f"seq {first} leaves a gap in session {session_id!r}: next is {expected}")
-            if messages:
-                await conn.execute(message_rows.insert(), [_message_values(session_id, m, now) for m in messages])
-            if turn is not None:
-                await conn.execute(turn_rows.insert().values(session_id=session_id, created_at=now,
-                                                         **turn_values(turn)))
-
-    async def _touch(self, conn: AsyncConnection, session_id: str, now: dt.datetime,
-                     turn: TurnRecord | None) -> None:
-        """Bump ``updated_at`` and the totals. On PostgreSQL the row lock also queues concurrent appends."""
-        values: dict[str, Any] = {"updated_at": now}
-        if turn is not None:
-            c = sessions.c
-            values.update(
-                turns=c.turns + 1, input_tokens=c.input_tokens + turn.input_tokens,
-                output_tokens=c.output_tokens + turn.output_tokens,
-                cache_read_tokens=c.cache_read_tokens + turn.cache_read_tokens,
-                cache_write_tokens=c.cache_write_tokens + turn.cache_write_5m_tokens + turn.cache_write_1h_tokens,
-                dollars=c.dollars + turn.dollars,
-            )
-        result = await conn.execute(sessions.update().where(sessions.c.id == session_id).values(values))
-        if result.rowcount == 0:
-            raise NotFound(f"no session {session_id!r}")
+        await self._db.write(_append, session_id, messages, turn, self._clock())
 
     async def messages(self, session_id: str) -> list[StoredMessage]:
-        async with self._read() as conn:
-            rows = (await conn.execute(conversation(await message_sources(conn, session_id)))).all()
-        return [message_from_row(row) for row in rows]
+        return await self._db.read(_messages, session_id)
 
     async def turns(self, session_id: str) -> list[TurnRecord]:
-        query = sa.select(turn_rows).where(turn_rows.c.session_id == session_id).order_by(turn_rows.c.turn)
-        async with self._read() as conn:
-            await _require(conn, session_id)
-            rows = (await conn.execute(query)).all()
-        return [turn_from_row(row) for row in rows]
+        return await self._db.read(_turns, session_id)
 
     # The tool ledger
 
     async def tool_started(self, session_id: str, tool_use_id: str, name: str, input: Json) -> bool:
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(tool_ledger).values(
-            session_id=session_id, tool_use_id=tool_use_id, name=name, input=to_json(input),
-            status="started", started_at=self._clock(),
-        ).on_conflict_do_nothing(index_elements=["session_id", "tool_use_id"])
-        async with self._write() as conn:
-            await _require(conn, session_id)
-            result = await conn.execute(stmt)
-        return result.rowcount == 1
+        values = {"session_id": session_id, "tool_use_id": tool_use_id, "name": name, "input": to_json(input),
+                  "status": "started", "started_at": self._clock()}
+        return await self._db.write(_tool_started, session_id, self._claim, values)
 
     async def tool_finished(self, session_id: str, tool_use_id: str, result: Json) -> None:
-        entry = (tool_ledger.c.session_id == session_id) & (tool_ledger.c.tool_use_id == tool_use_id)
-        async with self._write() as conn:
-            updated = await conn.execute(
-                tool_ledger.update().where(entry, tool_ledger.c.status == "started")
-                .values(status="finished", result=to_json(result), finished_at=self._clock())
-            )
-            if updated.rowcount == 0 and await conn.scalar(sa.select(tool_ledger.c.status).where(entry)) is None:
-                await _require(conn, session_id)
-                raise NotFound(f"no tool call {tool_use_id!r} started in session {session_id!r}")
+        await self._db.write(_tool_finished, session_id, tool_use_id, to_json(result), self._clock())
 
     async def ledger(self, session_id: str) -> dict[str, LedgerEntry]:
-        query = (sa.select(tool_ledger).where(tool_ledger.c.session_id == session_id)
-                 .order_by(tool_ledger.c.started_at, tool_ledger.c.tool_use_id))
-        async with self._read() as conn:
-            await _require(conn, session_id)
-            rows = (await conn.execute(query)).all()
-        return {row.tool_use_id: ledger_from_row(row) for row in rows}
+        return await self._db.read(_ledger, session_id)
 
 
-async def _require(conn: AsyncConnection, session_id: str) -> None:
-    if await conn.scalar(sa.select(sessions.c.id).where(sessions.c.id == session_id)) is None:
+# The transactions, each a plain function of a connection. The statements of a run's every turn are
+# built once, with bound parameters: SQLAlchemy then skips most of its per-statement work.
+
+_SID = sa.bindparam("sid")
+_GET = sa.select(sessions).where(sessions.c.id == _SID)
+_EXISTS = sa.select(sessions.c.id).where(sessions.c.id == _SID)
+_TOUCH = sessions.update().where(sessions.c.id == _SID)
+_TOUCH_TURN = _TOUCH.values(
+    updated_at=sa.bindparam("now"), turns=sessions.c.turns + 1,
+    **{name: getattr(sessions.c, name) + sa.bindparam(name) for name in
+       ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "dollars")})
+_INSERT_MESSAGES = message_rows.insert()
+_INSERT_TURN = turn_rows.insert()
+_ENTRY = (tool_ledger.c.session_id == _SID) & (tool_ledger.c.tool_use_id == sa.bindparam("tid"))
+_FINISH = (tool_ledger.update().where(_ENTRY, tool_ledger.c.status == "started")
+           .values(status="finished", result=sa.bindparam("result"), finished_at=sa.bindparam("now")))
+_LEDGER_STATUS = sa.select(tool_ledger.c.status).where(_ENTRY)
+
+
+def _execute(conn: sa.Connection, statement: sa.Executable) -> None:
+    conn.execute(statement)
+
+
+def _get(conn: sa.Connection, session_id: str) -> SessionInfo | None:
+    row = conn.execute(_GET, {"sid": session_id}).first()
+    return None if row is None else session_from_row(row)
+
+
+def _update_session(conn: sa.Connection, session_id: str, statement: sa.Update,
+                    params: dict[str, Any] | None = None) -> None:
+    if conn.execute(statement, params).rowcount == 0:
+        raise NotFound(f"no session {session_id!r}")
+
+
+def _fork(conn: sa.Connection, session_id: str, at_seq: int, new_id: str, now: dt.datetime) -> SessionInfo:
+    row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id).with_for_update()).first()
+    if row is None:
+        raise NotFound(f"no session {session_id!r}")
+    length = next_seq(conn, session_id)
+    if not 0 <= at_seq <= length:
+        raise ValueError(f"cannot fork {session_id!r} at {at_seq}: it has {length} messages")
+    parent = session_from_row(row)
+    child = SessionInfo(id=new_id, model=parent.model, title=parent.title, tags=parent.tags,
+                        metadata=parent.metadata, parent_id=session_id, fork_seq=at_seq,
+                        created_at=now, updated_at=now)
+    conn.execute(sessions.insert().values(session_values(child)))
+    return child
+
+
+def _append(conn: sa.Connection, session_id: str, messages: Sequence[StoredMessage], turn: TurnRecord | None,
+            now: dt.datetime) -> None:
+    _touch(conn, session_id, now, turn)
+    expected = next_seq(conn, session_id)
+    if messages and messages[0].seq != expected:
+        first = messages[0].seq
+        if first < expected:
+            raise StoreConflict(f"seq {first} of session {session_id!r} is taken: next is {expected}")
+        raise ValueError(f"seq {first} leaves a gap in session {session_id!r}: next is {expected}")
+    if messages:
+        conn.execute(_INSERT_MESSAGES, [_message_values(session_id, m, now) for m in messages])
+    if turn is not None:
+        conn.execute(_INSERT_TURN, {"session_id": session_id, "created_at": now, **turn_values(turn)})
+
+
+def _touch(conn: sa.Connection, session_id: str, now: dt.datetime, turn: TurnRecord | None) -> None:
+    """Bump ``updated_at`` and the totals. On PostgreSQL the row lock also queues concurrent appends."""
+    if turn is None:
+        _update_session(conn, session_id, _TOUCH, {"sid": session_id, "updated_at": now})
+        return
+    _update_session(conn, session_id, _TOUCH_TURN, {
+        "sid": session_id, "now": now, "input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens,
+        "cache_read_tokens": turn.cache_read_tokens, "dollars": turn.dollars,
+        "cache_write_tokens": turn.cache_write_5m_tokens + turn.cache_write_1h_tokens})
+
+
+def _messages(conn: sa.Connection, session_id: str) -> list[StoredMessage]:
+    return [message_from_row(row) for row in conn.execute(conversation(message_sources(conn, session_id)))]
+
+
+def _turns(conn: sa.Connection, session_id: str) -> list[TurnRecord]:
+    _require(conn, session_id)
+    query = sa.select(turn_rows).where(turn_rows.c.session_id == session_id).order_by(turn_rows.c.turn)
+    return [turn_from_row(row) for row in conn.execute(query)]
+
+
+def _tool_started(conn: sa.Connection, session_id: str, statement: sa.Insert, values: dict[str, Any]) -> bool:
+    _require(conn, session_id)
+    return conn.execute(statement, values).rowcount == 1
+
+
+def _tool_finished(conn: sa.Connection, session_id: str, tool_use_id: str, result: str, now: dt.datetime) -> None:
+    entry = {"sid": session_id, "tid": tool_use_id}
+    updated = conn.execute(_FINISH, {**entry, "result": result, "now": now})
+    if updated.rowcount == 0 and conn.scalar(_LEDGER_STATUS, entry) is None:
+        _require(conn, session_id)
+        raise NotFound(f"no tool call {tool_use_id!r} started in session {session_id!r}")
+
+
+def _ledger(conn: sa.Connection, session_id: str) -> dict[str, LedgerEntry]:
+    _require(conn, session_id)
+    query = (sa.select(tool_ledger).where(tool_ledger.c.session_id == session_id)
+             .order_by(tool_ledger.c.started_at, tool_ledger.c.tool_use_id))
+    return {row.tool_use_id: ledger_from_row(row) for row in conn.execute(query)}
+
+
+def _require(conn: sa.Connection, session_id: str) -> None:
+    if conn.scalar(_EXISTS, {"sid": session_id}) is None:
         raise NotFound(f"no session {session_id!r}")
 
 

@@ -97,12 +97,14 @@ def exit_status(returncode: int | None) -> str:
 
 
 def widen_pipe(transport, fd: int, size: int = 1 << 20) -> None:
-    """Give a child's output pipe a bigger kernel buffer (fewer wake-ups on heavy output). Best effort."""
+    """Give a child's output pipe a bigger kernel buffer (fewer wake-ups on heavy output). Best effort:
+    uvloop's pipe transports do not show their file."""
     pipe = transport.get_pipe_transport(fd)
+    file = pipe.get_extra_info("pipe") if pipe is not None else None
     setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if pipe is None or setsize is None:
+    if file is None or setsize is None:
         return
     try:
-        fcntl.fcntl(pipe.get_extra_info("pipe").fileno(), setsize, size)
+        fcntl.fcntl(file.fileno(), setsize, size)
     except OSError:
         pass

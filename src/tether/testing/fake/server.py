@@ -46,6 +46,7 @@ def _uvicorn_config(app: FakeApp, **options: Any) -> uvicorn.Config:
         server_header=False,
         timeout_graceful_shutdown=1,
         backlog=4096,
+        timeout_keep_alive=60,  # longer than clients keep idle connections (httpx: 5 s), as servers do
         **options,
     )
 
