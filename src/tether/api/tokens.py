@@ -12,9 +12,10 @@ The real tokenizer is not public. tether (for estimates before a call) and its f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from tether.api.types import dumps
 
 IMAGE_TOKENS = 1_600
 MESSAGE_OVERHEAD = 3
@@ -22,10 +23,6 @@ MESSAGE_OVERHEAD = 3
 
 def text_tokens(text: str) -> int:
     return max(1, -(-len(text.encode()) // 4))
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def block_tokens(block: Mapping[str, Any]) -> int:
@@ -36,7 +33,7 @@ def block_tokens(block: Mapping[str, Any]) -> int:
         return text_tokens("x" * (len(block["source"].get("data", "")) * 3 // 4))
     if "cache_control" in block:
         block = {k: v for k, v in block.items() if k != "cache_control"}
-    return text_tokens(_compact(block))
+    return text_tokens(dumps(block))
 
 
 def tool_tokens(tool: Mapping[str, Any]) -> int:

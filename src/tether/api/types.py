@@ -354,9 +354,12 @@ class MessagesRequest:
         return body
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # made once: json.dumps makes one a call
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, as tether stores and compares wire forms."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 def messages_to_json(messages: Iterable[Message]) -> str:

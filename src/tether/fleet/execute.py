@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -42,10 +44,13 @@ async def execute(spec: RunSpec, *, client: ModelClient, sessions: Sessions, set
 
     Errors of the run itself (limits, API errors, refusals) are in the outcome, not raised.
     """
-    with contextlib.ExitStack() as stack:
-        root = Path(spec.workspace) if spec.workspace else Path(stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="tether-run-")))
-        root.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:  # the workspace made and removed off the event loop
+        if spec.workspace:
+            root = Path(spec.workspace)
+            await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+        else:
+            root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="tether-run-"))
+            stack.push_async_callback(asyncio.to_thread, shutil.rmtree, root, True)
         async with open_tools(spec.tools, Workspace(root)) as tools:
             agent = Agent(client, system=spec.system, memory=project_memory(root), tools=tools,
                           settings=settings_for(spec, settings), workspace=root, policy=policy_for(spec))

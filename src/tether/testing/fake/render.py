@@ -16,9 +16,9 @@ from itertools import pairwise
 from typing import Any
 
 from tether.api.tokens import text_tokens
+from tether.api.types import dumps
 from tether.testing.fake.output import Output
 from tether.testing.fake.turns import Block
-from tether.testing.fake.wire import dumps
 
 TOOL_BLOCKS = {"tool_use", "server_tool_use"}
 Event = tuple[dict[str, Any], int]  # the event's data, and the output tokens it carries

@@ -1,6 +1,6 @@
 """Real broken connections: the one thing an ASGI app cannot ask its server for.
 
-``FakeProtocol`` is uvicorn's h11 protocol with one addition: each request's ``scope["state"]``
+``FakeProtocol`` is uvicorn's httptools protocol (its fast one) with one addition: each request's ``scope["state"]``
 carries the connection's asyncio transport. ``reset`` then sets ``SO_LINGER`` to zero and aborts
 it, so the kernel sends a TCP RST and the client sees a connection reset, as when a load balancer
 drops a connection. Without the transport (another server), ``reset`` raises instead, which uvicorn
@@ -14,12 +14,12 @@ import socket
 import struct
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 TRANSPORT = "tether.fake.transport"
 
 
-class FakeProtocol(H11Protocol):
+class FakeProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.app_state = {**self.app_state, TRANSPORT: transport}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import random
 from typing import Any
+
+from tether.api.types import dumps
 
 # Real ids use a base58-like alphabet: msg_01XFDUDYJgAACzvnptvVoYEL, req_011CSHoEeqs5C35K2UUqR7Fy.
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -58,10 +59,6 @@ class Signer:
         if signature in self._scripted:
             return True
         return hmac.compare_digest(signature, self.sign(thinking))
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def json_bytes(value: Any) -> bytes:
