@@ -59,3 +59,30 @@ async def test_config_check_finds_what_to_change(tmp_path):
     found = await problems(bad, service=True)
     assert any("retired" in p for p in found) and any("ANTHROPIC_API_KEY" in p for p in found)
     assert any("unreachable" in p for p in found) and any("server.debug = false" in p for p in found)
+
+
+def test_tenant_budgets_have_a_default_and_overrides(tmp_path):
+    toml = tmp_path / "tether.toml"
+    toml.write_text('[server.budgets]\ndefault = 50\n[server.budgets.tenants]\nacme = 200.5\ninternal = inf\n'
+                    'trial = 0\n')
+    budgets = Settings.load(path=toml, environ={}).server.budgets
+    assert budgets.tenants == {"acme": 200.5, "internal": None, "trial": 0.0} and budgets.enabled
+    assert [budgets.limit_for(t) for t in ("acme", "internal", "trial", "other")] == [200.5, None, 0.0, 50.0]
+    from_env = Settings.load(path=toml, environ={"TETHER_TENANT_BUDGET": "7.5"}).server.budgets
+    assert from_env.default == 7.5 and from_env.tenants["acme"] == 200.5
+    assert not Settings.load(environ={}).server.budgets.enabled
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[server.budgets]\ndefault = -1\n", "server.budgets.default must be dollars"),
+    ("[server.budgets]\ndefault = true\n", "server.budgets.default must be dollars"),
+    ('[server.budgets.tenants]\nacme = "lots"\n', "server.budgets.tenants.acme must be dollars"),
+    ("[server.budgets]\nacme = 3\n", "unknown setting 'server.budgets.acme'"),
+    ("[server.budgets]\ntenants = 3\n", "server.budgets.tenants is a table"),
+    ("[server]\nbudgets = 5\n", "server.budgets is a table"),
+])
+def test_bad_budgets_say_what_to_change(tmp_path, text, words):
+    toml = tmp_path / "tether.toml"
+    toml.write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        Settings.load(path=toml, environ={})

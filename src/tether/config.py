@@ -80,6 +80,25 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class BudgetSettings:
+    """Dollars each tenant's runs may spend per calendar month (UTC): ``[server.budgets]``.
+
+    ``default`` applies to every tenant not named in ``[server.budgets.tenants]``; None (or
+    ``inf`` in ``tether.toml``) means no limit. A limit of 0 refuses every run of the tenant.
+    """
+
+    default: float | None = None
+    tenants: Mapping[str, float | None] = field(default_factory=dict)
+
+    def limit_for(self, tenant: str) -> float | None:
+        return self.tenants[tenant] if tenant in self.tenants else self.default
+
+    @property
+    def enabled(self) -> bool:
+        return self.default is not None or any(v is not None for v in self.tenants.values())
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8600
@@ -88,6 +107,7 @@ class ServerSettings:
     debug: bool = False
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
     concurrency: int = 32  # runs at once in the service's fleet
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
 
 
 Profile = Literal["dev", "staging", "prod"]
@@ -176,7 +196,10 @@ ENV = {
     "ENABLE_EXTENDED_OUTPUT": "output.extended",
     "MAX_TOKENS": "output.max_tokens",
     "THINKING_BUDGET": "output.thinking_budget",
+    "TETHER_TENANT_BUDGET": "server.budgets.default",
 }
+# Tables whose keys are names (of models, servers, tenants), kept whole instead of read as settings.
+_TABLES = ("models", "mcp", "server.budgets.tenants")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -191,8 +214,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in table.items():
-        if key in ("models", "mcp") and not prefix:
-            out[key] = value
+        if f"{prefix}{key}" in _TABLES:
+            out[f"{prefix}{key}"] = value
         elif isinstance(value, Mapping):
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
@@ -221,8 +244,14 @@ def _build(values: Mapping[str, Any]) -> Settings:
             groups.setdefault(group, {})[name] = value
         else:
             raise ConfigError(f"unknown setting {dotted!r}; known: {sorted(_known())}")
+    budgets = groups.pop("server.budgets", None)
     for group, changes in groups.items():
         top[group] = _section(_GROUPS[group], group, changes)
+    if budgets is not None:
+        top["server"] = dataclasses.replace(top.get("server", ServerSettings()), budgets=_budgets(budgets))
+    if not isinstance(top.get("server", ServerSettings()).budgets, BudgetSettings):
+        raise ConfigError("server.budgets is a table: [server.budgets] with default = <dollars>, and "
+                          "[server.budgets.tenants] with <tenant> = <dollars>")
     return Settings(**top)
 
 
@@ -235,6 +264,7 @@ _GROUPS = {
     "store": StoreSettings,
     "compaction": CompactionSettings,
     "server": ServerSettings,
+    "server.budgets": BudgetSettings,
 }
 
 
@@ -253,6 +283,33 @@ def _section(cls: type, group: str, changes: Mapping[str, Any]) -> Any:
             raise ConfigError(f"unknown setting '{group}.{name}'; known: {sorted(_known())}")
         converted[name] = _convert(f"{group}.{name}", fields[name].default, value)
     return cls(**converted)
+
+
+def _budgets(changes: Mapping[str, Any]) -> BudgetSettings:
+    if unknown := set(changes) - {"default", "tenants"}:
+        raise ConfigError(f"unknown setting 'server.budgets.{sorted(unknown)[0]}': [server.budgets] takes "
+                          "default = <dollars>, and [server.budgets.tenants] takes <tenant> = <dollars>")
+    tenants = changes.get("tenants", {})
+    if not isinstance(tenants, Mapping):
+        raise ConfigError("server.budgets.tenants is a table of <tenant> = <dollars>, not "
+                          f"{type(tenants).__name__}")
+    return BudgetSettings(
+        default=_dollars("server.budgets.default", changes.get("default")),
+        tenants={str(name): _dollars(f"server.budgets.tenants.{name}", value) for name, value in tenants.items()})
+
+
+def _dollars(name: str, value: Any) -> float | None:
+    """A budget in dollars: a number, 0 or more; inf (or None) for no limit."""
+    if isinstance(value, str):
+        try:
+            value = float(value.replace("_", ""))
+        except ValueError:
+            pass
+    if value is None or (isinstance(value, float) and value == float("inf")):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{name} must be dollars: a number, 0 or more (inf for no limit), not {value!r}")
+    return float(value)
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -107,7 +107,8 @@ def service(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
     with FakeAPI() as fake:
         env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": fake.base_url,
-               "TETHER_STORE_URL": str(root / "sessions.db"), "HOME": str(root), "XDG_DATA_HOME": str(root)}
+               "TETHER_STORE_URL": str(root / "sessions.db"), "HOME": str(root), "XDG_DATA_HOME": str(root),
+               "TETHER_TENANT_BUDGET": "1000"}
         made = subprocess.run([*TETHER, "tokens", "create", "--name", "page-test", "--scopes", "read,run"],
                               env=env, capture_output=True, text=True, timeout=60, check=True)
         token = next(w for w in made.stdout.split() if w.startswith("tth_"))
@@ -270,6 +271,11 @@ def test_the_page_drives_a_run_from_token_to_usage(page, service):
     totals = page.locator("#usage-totals")
     expect(totals).to_contain_text("Cost")
     expect(page.locator("#usage tbody tr")).not_to_have_count(0)
+    # The tenant's budget for the month (TETHER_TENANT_BUDGET), and what is left of it.
+    budget = page.locator("#budgets tbody tr")
+    expect(budget).to_have_count(1)
+    expect(budget).to_contain_text("$1000.00")
+    expect(budget.locator("td").last).to_contain_text("$999.")
     shot(page, root, "4-usage")
 
 
@@ -294,6 +300,31 @@ def test_the_page_interrupts_a_run(page, service):
     page.reload()
     expect(page.locator("#live-status")).to_have_text("idle")
     expect(page.locator("#transcript .assistant")).to_have_text(shown)
+
+
+def test_the_page_shows_any_status_the_service_sends(page, service):
+    """Statuses are the service's words: "idle" (a session at rest that nothing runs, such as a fresh
+    fork) reads as at rest, and a status the page has never heard of is shown as it is."""
+    url, token, _, _ = service
+    sessions = [{"id": f"ses_{status or 'none'}", "title": f"a session {status}", "tags": [], "model": "m",
+                 "status": status, "parent_id": None, "turns": 0, "dollars": 0, "run_id": None}
+                for status in ("idle", "brand_new_state", None)]
+    page.route("**/v1/sessions?**", lambda route: route.fulfill(json={"sessions": sessions, "limit": 50,
+                                                                      "offset": 0}))
+    sign_in(page, url, token)
+    page.get_by_role("button", name="Sessions").click()
+    badges = page.locator("#sessions tbody .status")
+    expect(badges).to_have_text(["idle", "brand new state", "unknown"])
+    assert "nothing is running it" in badges.first.get_attribute("title")
+    assert badges.first.evaluate("el => getComputedStyle(el).borderStyle") == "dashed"
+    assert badges.nth(1).get_attribute("title") is None
+    # The filter offers what the service's OpenAPI document lists, whatever the store adds.
+    document = page.evaluate("async () => (await fetch('openapi.json', {headers: {Authorization: "
+                             "'Bearer ' + sessionStorage.getItem('tether.token')}})).json()")
+    [status] = [p for p in document["paths"]["/v1/sessions"]["get"]["parameters"] if p["name"] == "status"]
+    options = page.locator("#search-status option")
+    expect(options).to_have_count(1 + len(status["schema"]["enum"]))
+    assert options.evaluate_all("els => els.map((el) => el.value)") == ["", *status["schema"]["enum"]]
 
 
 def test_the_page_refuses_a_bad_token(page, service):

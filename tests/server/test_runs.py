@@ -22,6 +22,7 @@ async def test_a_run_starts_completes_and_reports_what_it_spent(harness):
     assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
     listed = (await harness.client.get("/v1/runs", headers=bearer(token))).json()["runs"]
     assert [r["id"] for r in listed] == [accepted["id"]]
+    assert got["task"] == listed[0]["task"] == "hello there" and listed[0] == got
 
 
 async def test_a_follow_up_continues_the_same_run_and_session(harness):
@@ -74,6 +75,8 @@ async def test_cancel_ends_the_run_for_good(gated):
     follow = await h.run(token, task="pick it up", session_id=run["session_id"])
     assert follow["session_id"] == run["session_id"] and follow["id"] != run["id"]
     assert (await h.settled(follow["id"]))["status"] == "completed"
+    listed = {r["id"]: r["task"] for r in (await h.client.get("/v1/runs", headers=bearer(token))).json()["runs"]}
+    assert listed == {run["id"]: "cancel me", follow["id"]: "pick it up"}
 
 
 async def test_a_tool_in_ask_mode_waits_for_an_approval(harness, fake, key):

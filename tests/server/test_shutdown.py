@@ -102,7 +102,7 @@ async def test_sigterm_leaves_the_run_resumable_and_the_next_start_finishes_it(t
         assert ids == list(range(int(last) + 1 + missed, int(last) + 1 + missed + len(ids)))
         assert after[-1]["data"]["status"] == "completed" and after[-1]["data"]["outcome"]["text"] == TASK
         got = httpx2.get(f"{url}/v1/runs/{run['id']}", headers=bearer(token)).json()
-        assert got["status"] == "completed" and got["session_id"] == run["session_id"]
+        assert got["status"] == "completed" and got["session_id"] == run["session_id"] and got["task"] == TASK
         session = httpx2.get(f"{url}/v1/sessions/{run['session_id']}", headers=bearer(token)).json()
         assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
         assert session["status"] == "completed"

@@ -9,7 +9,7 @@ shutdown (``runner``). The map of the modules:
 - ``manager``: service runs on the fleet; ``runs``: a run's state; ``eventlog`` and ``sse``: its
   events, replayable and streamed;
 - ``auth`` and ``tokens``: service tokens; ``redact``: secrets out of logs and streams;
-- ``metrics``, ``usage``, ``openapi``.
+- ``budgets``: each tenant's dollars per month; ``metrics``, ``usage``, ``openapi``.
 """
 
 from __future__ import annotations

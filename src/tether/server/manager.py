@@ -9,6 +9,8 @@ How a run maps onto the fleet:
 - **follow-up** (``POST …/messages``): a new ``RunSpec`` over the same session with the text as its
   task; ``execute`` resumes the session and continues the conversation. Refused while the run is
   active (409): interrupt it first, or wait for it to rest.
+- **budgets** (``[server.budgets]``): both are refused (402, ``budget_exhausted``) once the tenant's
+  budget for the month is spent; the tenant's running runs stop at their next model call.
 - **interrupt**: the execution's ``RunHandle`` is cancelled. The loop leaves the conversation valid
   (an unfinished reply dropped, interrupted tool calls answered) and the fleet marks the session
   ``interrupted``; the run rests ``idle``. **cancel** does the same and ends the run for good.
@@ -48,6 +50,7 @@ from tether.config import Settings
 from tether.errors import TetherError
 from tether.fleet.local import Fleet, RunHandle
 from tether.fleet.spec import RunSpec
+from tether.server.budgets import TenantBudgets
 from tether.server.errors import conflict, invalid, not_found
 from tether.server.eventlog import EventLog
 from tether.server.metrics import Metrics
@@ -73,10 +76,11 @@ def session_totals(info: SessionInfo) -> Totals:
 class RunManager:
     def __init__(self, client: ModelClient | Callable[[RunSpec], ModelClient], sessions: Sessions,
                  settings: Settings, *, metrics: Metrics, workspaces: Path, log_capacity: int,
-                 keep_settled: int = 256, redact: Callable[[str], str] = lambda text: text) -> None:
+                 keep_settled: int = 256, redact: Callable[[str], str] = lambda text: text,
+                 budgets: TenantBudgets | None = None) -> None:
         self.sessions, self.store, self.settings = sessions, sessions.store, settings
         self.metrics, self.workspaces, self.log_capacity = metrics, workspaces, log_capacity
-        self.keep_settled, self.redact = keep_settled, redact
+        self.keep_settled, self.redact, self.budgets = keep_settled, redact, budgets
         self.fleet = Fleet(client, sessions, settings, concurrency=settings.server.concurrency, observe=self._observe)
         self.runs: dict[str, ServiceRun] = {}
         self.catalog = Catalog.load(settings.models)
@@ -95,6 +99,8 @@ class RunManager:
     async def start(self, task: str | None, config: RunConfig, *, session_id: str | None = None) -> ServiceRun:
         model = self.check_model(config.model)
         config = dataclasses.replace(config, model=model)  # pinned for follow-ups and resumes
+        if self.budgets is not None:
+            await self.budgets.check(config.tenant)
         if session_id is not None:
             await self.sessions.get(session_id)
             if session_id in self._claimed:
@@ -103,7 +109,7 @@ class RunManager:
         elif not task:
             raise invalid("give a task (or a session_id to continue)")
         sid = session_id or new_id()
-        run = ServiceRun(new_run_id(), sid, config, log=EventLog(self.log_capacity), redact=self.redact)
+        run = ServiceRun(new_run_id(), sid, config, log=EventLog(self.log_capacity), redact=self.redact, task=task)
         self._claimed[sid] = run.id
         try:
             if session_id is None:
@@ -121,6 +127,8 @@ class RunManager:
         return run
 
     async def follow_up(self, run: ServiceRun, text: str) -> None:
+        if self.budgets is not None:
+            await self.budgets.check(run.config.tenant)
         if run.active:
             raise conflict(f"run {run.id} is {run.status}: interrupt it, or wait until it rests, "
                            "before sending a message")
@@ -139,7 +147,7 @@ class RunManager:
         record = dict(info.metadata.get(SERVICE) or {})
         if base is not None or record.get("run_id") != run.id:
             record = {"run_id": run.id, "config": run.config.to_dict(), "created_at": run.created_at.isoformat(),
-                      "base": (base or Totals()).__dict__}
+                      "base": (base or Totals()).__dict__, "task": run.task}
         record.update(state="submitted", pending_task=task,
                       messages_at_submit=len(await self.store.messages(run.session_id)))
         await self.store.update(run.session_id, metadata={**info.metadata, SERVICE: record})
@@ -241,7 +249,7 @@ class RunManager:
     async def _resume(self, info: SessionInfo) -> ServiceRun:
         record = info.metadata[SERVICE]
         config = RunConfig.from_dict(record["config"])
-        run = ServiceRun(record["run_id"], info.id, config, redact=self.redact,
+        run = ServiceRun(record["run_id"], info.id, config, redact=self.redact, task=record.get("task"),
                          log=EventLog(self.log_capacity, first=int(record.get("next_seq", 1))))
         run.created_at = dt.datetime.fromisoformat(record["created_at"])
         run.totals = session_totals(info).minus(Totals(**record.get("base") or {}))

@@ -8,7 +8,7 @@ the app is in the document and runs schemathesis against it.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
@@ -16,6 +16,7 @@ from tether.api.catalog import Catalog
 from tether.server import bodies
 from tether.server.errors import CATEGORIES
 from tether.server.runs import STATUSES
+from tether.store.base import SessionStatus
 
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
@@ -45,6 +46,8 @@ SCHEMAS: dict[str, Any] = {
     "Approval": _obj({"tool_use_id": STR, "name": STR, "input": {}, "requested_at": STR}),
     "Run": _obj({
         "id": STR, "session_id": STR, "tenant": STR, "status": {"type": "string", "enum": list(STATUSES)},
+        "task": {"type": ["string", "null"], "description": "what the run was started with (null: it took up a "
+                                                             "session without a task)"},
         "title": NULL_STR, "model": NULL_STR, "tools": {"type": "array", "items": STR},
         "tags": {"type": "array", "items": STR}, "created_at": STR, "updated_at": STR, "turns": INT,
         "tokens": TOKENS, "dollars": NUM, "outcome": _ref("Outcome"),
@@ -69,8 +72,15 @@ SCHEMAS: dict[str, Any] = {
 }
 SCHEMAS["SessionDetail"] = {"allOf": [_ref("Session"), _obj({"messages": {"type": "array",
                                                                           "items": _ref("Message")}})]}
+SCHEMAS["Budgets"] = {
+    "type": ["object", "null"], "required": ["period", "renews_at", "tenants"],
+    "description": "each tenant's dollars this calendar month (UTC), from [server.budgets]; null when none is set",
+    "properties": {"period": {"type": "string", "description": "the month, YYYY-MM"}, "renews_at": STR,
+                   "tenants": {"type": "array", "items": _obj({
+                       "tenant": STR, "limit": {"type": ["number", "null"], "description": "null: no limit"},
+                       "spent": NUM, "remaining": {"type": ["number", "null"]}, "exhausted": BOOL})}}}
 SCHEMAS["Usage"] = _obj({"by": STR, "rows": {"type": "array", "items": _ref("UsageRow")},
-                         "total": {"type": "object", "additionalProperties": NUM}})
+                         "total": {"type": "object", "additionalProperties": NUM}, "budgets": _ref("Budgets")})
 SCHEMAS["TokenList"] = _obj({"tokens": {"type": "array", "items": _ref("Token")}})
 SCHEMAS["TokenCreated"] = {"allOf": [_ref("Token"), _obj({"token": {"type": "string",
                                                                     "description": "shown once"}})]}
@@ -155,7 +165,7 @@ def _paths() -> dict[str, Any]:
                                     parameters=[
             _query("search", {"type": "string", "minLength": 1, "maxLength": 200}, "text in titles or messages"),
             _query("tag", {"type": "string", "minLength": 1, "maxLength": 100}, "sessions with this tag"),
-            _query("status", {"type": "string", "enum": ["running", "completed", "failed", "interrupted"]}, ""),
+            _query("status", {"type": "string", "enum": list(get_args(SessionStatus))}, ""),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, ""),
             _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000000}, "")])},
         "/v1/sessions/{session_id}": {
@@ -171,7 +181,8 @@ def _paths() -> dict[str, Any]:
                 "description": "the export", "content": {"application/json": {"schema": {"type": "object"}},
                                                          "text/markdown": {"schema": STR}}}},
             parameters=[SESSION_ID, _query("format", {"type": "string", "enum": ["json", "markdown"]}, "")])},
-        "/v1/usage": {"get": _op("dollars and tokens", "read", {"200": _json(_ref("Usage"), "usage")},
+        "/v1/usage": {"get": _op("dollars and tokens; the month's budgets", "read",
+                                 {"200": _json(_ref("Usage"), "usage")},
                                  parameters=[_query("by", {"type": "string", "enum": ["model", "day", "tenant"]},
                                                     "")])},
         "/v1/tokens": {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+from typing import get_args
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -19,10 +20,10 @@ from tether.server.errors import ServiceError, conflict, not_found
 from tether.server.manager import SERVICE
 from tether.server.routing import Call, Operation, route
 from tether.server.usage import usage
-from tether.store.base import SessionInfo, SessionQuery
+from tether.store.base import SessionInfo, SessionQuery, SessionStatus
 
 ROUTES: list[Operation] = []
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES: tuple[str, ...] = get_args(SessionStatus)  # the store's, whatever it adds
 PAGE = 200
 
 
@@ -137,4 +138,15 @@ async def get_usage(call: Call) -> Response:
     rows = await usage(call.service.store, by=by, tenant=tenant)  # type: ignore[arg-type]
     total = {k: sum(r[k] for r in rows) for k in ("turns", "input_tokens", "output_tokens", "cache_read_tokens",
                                                   "cache_write_tokens", "dollars")}
-    return JSONResponse({"by": by, "rows": rows, "total": total})
+    return JSONResponse({"by": by, "rows": rows, "total": total, "budgets": await _budgets(call, tenant)})
+
+
+async def _budgets(call: Call, tenant: str | None) -> dict | None:
+    """This month's budgets: the caller's tenant's, or for an admin every tenant's (None: no budgets set)."""
+    budgets = call.service.budgets
+    if budgets is None:
+        return None
+    if tenant is not None:
+        return await budgets.view([tenant])
+    tokens = await call.service.tokens.list()
+    return await budgets.view(budgets.tenants() | {t.tenant for t in tokens if t.revoked_at is None})

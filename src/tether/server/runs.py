@@ -106,8 +106,10 @@ class Approval:
 
 class ServiceRun:
     def __init__(self, run_id: str, session_id: str, config: RunConfig, *, log: EventLog,
-                 base: Totals | None = None, redact: Callable[[str], str] = lambda text: text) -> None:
+                 base: Totals | None = None, redact: Callable[[str], str] = lambda text: text,
+                 task: str | None = None) -> None:
         self.id, self.session_id, self.config, self.log = run_id, session_id, config, log
+        self.task = task  # what the run was started with (None: it took up a session without one)
         self.created_at = self.updated_at = utcnow()
         self.status: Status = "queued"
         self.handle: RunHandle | None = None
@@ -197,6 +199,7 @@ class ServiceRun:
         c = self.config
         return {
             "id": self.id, "session_id": self.session_id, "tenant": c.tenant, "status": self.status,
+            "task": self._redact(self.task) if self.task is not None else None,
             "title": c.title, "model": c.model, "tools": list(c.tools), "tags": list(c.tags),
             "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
             "turns": self.totals.turns, "tokens": self.totals.tokens(), "dollars": self.totals.dollars,

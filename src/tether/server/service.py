@@ -2,10 +2,12 @@
 
     async with Service.open(settings) as service: ...
 
-Opening: the session store (``store.url``), the token store beside it, the model client stack
-(``tether.fleet.compose``: retries, circuit breakers and a rate limiter shared by every run, over
-one SDK client whose calls are metered), and the ``RunManager`` with its ``Fleet``; then the runs
-the previous process stopped at shutdown are resumed.
+Opening: the session store (``store.url``), the token store beside it, the tenants' budgets when
+``[server.budgets]`` sets any (this month's spending read from the store; ``budgets``), the model
+client stack (``tether.fleet.compose``: retries, circuit breakers and a rate limiter shared by
+every run, over one SDK client whose calls are metered; the budget of the run's tenant on top),
+and the ``RunManager`` with its ``Fleet``; then the runs the previous process stopped at shutdown
+are resumed.
 
 Closing (the app's lifespan ending; ``tether serve`` calls ``drain`` first, on SIGTERM): new runs
 are refused, event streams end, active runs are cancelled and recorded for resume, then the
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import platformdirs
 
+from tether.api.catalog import Catalog
 from tether.api.client import ModelClient
 from tether.config import Settings
 from tether.errors import ConfigError
@@ -33,12 +36,14 @@ from tether.fleet.compose import FleetOptions, base_client, build_client
 from tether.fleet.ratelimit import RateLimiter
 from tether.fleet.spec import RunSpec
 from tether.server.auth import Authenticator
+from tether.server.budgets import TenantBudgets, scope
 from tether.server.eventlog import DEFAULT_CAPACITY
 from tether.server.manager import RunManager
 from tether.server.metrics import MeteredClient, Metrics
 from tether.server.redact import Redactor
 from tether.server.sse import StreamHub
 from tether.server.tokens import TokenStore
+from tether.server.usage import dollars_by_tenant
 from tether.sessions import Sessions
 from tether.store.base import SessionStore
 from tether.store.sql import open_store
@@ -62,7 +67,7 @@ class Service:
     def __init__(self, settings: Settings, options: ServiceOptions, *, store: SessionStore, tokens: TokenStore,
                  manager: RunManager, metrics: Metrics, breakers: Breakers, redact: Redactor) -> None:
         self.settings, self.options = settings, options
-        self.store, self.sessions = store, manager.sessions
+        self.store, self.sessions, self.budgets = store, manager.sessions, manager.budgets
         self.tokens, self.auth = tokens, Authenticator(tokens if settings.server.auth else None)
         self.manager, self.metrics, self.breakers, self.redact = manager, metrics, breakers, redact
         self.streams = StreamHub(options.heartbeat)
@@ -86,9 +91,13 @@ class Service:
             if owned:
                 stack.push_async_callback(bottom.aclose)
             workspaces = options.workspaces or platformdirs.user_data_path("tether") / "service-workspaces"
-            manager = RunManager(_client_factory(settings, bottom, breakers), Sessions(store), settings,
+            budgets = None
+            if settings.server.budgets.enabled:
+                budgets = TenantBudgets(settings.server.budgets, lambda since: dollars_by_tenant(store, since))
+                await budgets.load()
+            manager = RunManager(_client_factory(settings, bottom, breakers, budgets), Sessions(store), settings,
                                  metrics=metrics, workspaces=workspaces, log_capacity=options.event_log_size,
-                                 keep_settled=options.keep_settled, redact=redact)
+                                 keep_settled=options.keep_settled, redact=redact, budgets=budgets)
             service = cls(settings, options, store=store, tokens=TokenStore(store.engine), manager=manager,
                           metrics=metrics, breakers=breakers, redact=redact)
             await stack.enter_async_context(manager)
@@ -124,13 +133,16 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         await task
 
 
-def _client_factory(settings: Settings, base: ModelClient, breakers: Breakers):
-    """A client per run over the shared ``base``: retries, breakers and one rate limiter for all."""
+def _client_factory(settings: Settings, base: ModelClient, breakers: Breakers, budgets: TenantBudgets | None):
+    """A client per run over the shared ``base``: retries, breakers and one rate limiter for all;
+    with budgets, each run's calls are paid from its tenant's (the spec's queue)."""
     limiter = RateLimiter(key="service")
     options = FleetOptions(retry_attempts=settings.api.max_retries + 1)
+    catalog = Catalog.load(settings.models)
 
     def client_for(spec: RunSpec) -> ModelClient:
         return build_client(dataclasses.replace(settings, model=spec.model or settings.model), options,
-                            base=base, limiter=limiter, breakers=breakers)
+                            base=base, limiter=limiter, breakers=breakers, budgets=budgets,
+                            scopes=[scope(spec.queue)], catalog=catalog)
 
     return client_for

@@ -8,6 +8,7 @@ only (SQLite and PostgreSQL): the query reads the tables directly.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -33,8 +34,10 @@ def _day(dialect: str) -> sa.ColumnElement[Any]:
     return sa.func.strftime("%Y-%m-%d", turns.c.created_at)
 
 
-async def usage(store: SessionStore, *, by: By, tenant: str | None = None) -> list[dict[str, Any]]:
-    """One row per ``by`` key: turns, the four token counts and dollars. ``tenant``: only its sessions."""
+async def usage(store: SessionStore, *, by: By, tenant: str | None = None,
+                since: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """One row per ``by`` key: turns, the four token counts and dollars. ``tenant``: only its sessions;
+    ``since``: only turns recorded from then on."""
     engine = getattr(store, "engine", None)
     if engine is None:
         raise ServiceError("validation_error", "usage needs a SQL session store", status=501)
@@ -48,8 +51,15 @@ async def usage(store: SessionStore, *, by: By, tenant: str | None = None) -> li
             .group_by(key).order_by(key))
     if tenant is not None:
         stmt = stmt.where(_tenant(dialect) == tenant)
+    if since is not None:
+        stmt = stmt.where(turns.c.created_at >= since)
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [{"key": row[0], "turns": int(row[1]), **{name: (float(v or 0) if name == "dollars" else int(v or 0))
                                                      for name, v in zip(SUMS, row[2:], strict=True)}}
             for row in rows]
+
+
+async def dollars_by_tenant(store: SessionStore, since: dt.datetime) -> dict[str, float]:
+    """The dollars of each tenant's turns recorded from ``since`` on (for ``budgets``)."""
+    return {row["key"]: row["dollars"] for row in await usage(store, by="tenant", since=since) if row["key"]}

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from tether.api.types import Json
 from tether.errors import TetherError
 
-SessionStatus = Literal["running", "completed", "failed", "interrupted"]
+SessionStatus = Literal["running", "idle", "completed", "failed", "interrupted"]  # idle: at rest, never run (a fork)
 
 
 class StoreError(TetherError):

@@ -9,7 +9,7 @@ Beyond the protocol's docstrings:
 - ``append`` takes messages whose ``seq`` run on without a gap from the session's next one: a ``seq``
   already taken is a ``StoreConflict``, a gap is a ``ValueError``. One transaction writes the
   messages, the turn and the session's totals; anything wrong leaves nothing behind.
-- ``fork`` copies title, tags, model and metadata; its status is ``running``, its totals, turns and
+- ``fork`` copies title, tags, model and metadata; its status is ``idle`` (nothing runs it yet), its totals, turns and
   ledger start empty. ``delete`` of a session with forks keeps them whole (see ``forks``); deleting
   a session that does not exist does nothing.
 - ``tool_finished`` of a call that already finished keeps the first result.
@@ -218,7 +218,7 @@ def _fork(conn: sa.Connection, session_id: str, at_seq: int, new_id: str, now: d
     if not 0 <= at_seq <= length:
         raise ValueError(f"cannot fork {session_id!r} at {at_seq}: it has {length} messages")
     parent = session_from_row(row)
-    child = SessionInfo(id=new_id, model=parent.model, title=parent.title, tags=parent.tags,
+    child = SessionInfo(id=new_id, model=parent.model, title=parent.title, tags=parent.tags, status="idle",
                         metadata=parent.metadata, parent_id=session_id, fork_seq=at_seq,
                         created_at=now, updated_at=now)
     conn.execute(sessions.insert().values(session_values(child)))

@@ -302,7 +302,8 @@ class StoreConformance:
         parent = await self.session(store, *(text_message(i) for i in range(4)), title="T", tags=["t"])
         fork = await store.fork(parent, 2, new_id("fork"))
         assert (fork.parent_id, fork.fork_seq, fork.title, fork.tags, fork.model) == (parent, 2, "T", ["t"], "claude-test")
-        assert (fork.turns, fork.dollars) == (0, 0)
+        assert (fork.turns, fork.dollars, fork.status) == (0, 0, "idle")
+        assert (await store.get(fork.id)).status == "idle"  # type: ignore[union-attr]
         assert texts(await store.messages(fork.id)) == ["message 0", "message 1"]
         with pytest.raises(StoreConflict):
             await store.append(fork.id, [text_message(1, "taken by the prefix")])

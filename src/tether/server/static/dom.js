@@ -34,6 +34,31 @@ export function dollars(value) {
   return "$" + (v !== 0 && v < 0.01 ? v.toFixed(4) : v.toFixed(v < 100 ? 4 : 2));
 }
 
+// What a status means, for the ones the page knows; any other status the service sends is shown as it is.
+const STATUS_HINTS = new Map([
+  ["idle", "At rest: nothing is running it. Send a follow-up, or resume it, to continue."],
+  ["interrupted", "Stopped before it finished. Resume it to continue."],
+  ["waiting_approval", "A tool call waits for a decision."],
+]);
+
+/** A status as words ("waiting_approval" reads "waiting approval"); whatever string the service sends. */
+export function statusText(status) {
+  return status == null || status === "" ? "unknown" : String(status).replaceAll("_", " ");
+}
+
+/** Show ``status`` in ``el``: its words, ``data-status`` for the style, and what it means as a tooltip. */
+export function showStatus(el, status) {
+  el.textContent = statusText(status);
+  el.dataset.status = status ?? "unknown";
+  const hint = STATUS_HINTS.get(status);
+  if (hint) el.title = hint;
+  else el.removeAttribute("title");
+  return el;
+}
+
+/** A status badge: <span class="status">. */
+export const statusBadge = (status) => showStatus(h("span", { class: "status" }), status);
+
 export function when(value) {
   if (!value) return "";
   const date = new Date(value);

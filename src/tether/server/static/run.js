@@ -1,6 +1,6 @@
 // The Run view: the form that starts a run, the recent runs, and one run watched live.
 
-import { $, dollars, enc, h, show } from "./dom.js";
+import { $, dollars, enc, h, show, showStatus, statusBadge, statusText } from "./dom.js";
 import { EventStream } from "./sse.js";
 import { Transcript } from "./transcript.js";
 
@@ -9,7 +9,8 @@ const TOOLS = [
   { name: "editor", label: "editor (files)", use: true, mode: "allow" },
   { name: "python", label: "python", use: false, mode: "allow" },
 ];
-const ACTIVE = new Set(["queued", "running", "waiting_approval"]); // the service's run statuses
+// The run statuses in which a run works (it can be interrupted); any other status is at rest.
+const ACTIVE = new Set(["queued", "running", "waiting_approval"]);
 
 export class RunView {
   constructor(api, alert) {
@@ -140,7 +141,7 @@ export class RunView {
       (message) => this.#message(message),
       (state, error) => {
         if (state === "retrying") $("#live-status").textContent = "reconnecting…";
-        if (state === "open") $("#live-status").textContent = this.status.replace("_", " ");
+        if (state === "open") $("#live-status").textContent = statusText(this.status);
         if (error && state === "closed") this.alert(error);
       },
     );
@@ -165,9 +166,7 @@ export class RunView {
 
   #status(status) {
     this.status = status;
-    const label = $("#live-status");
-    label.textContent = status.replace("_", " ");
-    label.dataset.status = status;
+    showStatus($("#live-status"), status);
     const active = ACTIVE.has(status);
     $("#interrupt").disabled = !active;
     $("#cancel").disabled = status === "cancelled";
@@ -212,6 +211,6 @@ export class RunView {
     $("#runs").replaceChildren(...answer.runs.map((run) =>
       h("li", {},
         h("button", { type: "button", class: "link", onclick: () => this.watch(run) }, run.title || run.id),
-        " ", h("span", { class: "status", "data-status": run.status }, run.status.replace("_", " ")))));
+        " ", statusBadge(run.status))));
   }
 }

@@ -1,6 +1,6 @@
 // The Sessions view: search, open, resume, fork and export stored sessions.
 
-import { $, dollars, enc, h, show, when } from "./dom.js";
+import { $, dollars, enc, h, show, statusBadge, statusText, when } from "./dom.js";
 import { inputView, resultContent } from "./transcript.js";
 
 export class SessionsView {
@@ -13,6 +13,7 @@ export class SessionsView {
   }
 
   async refresh(highlight = null) {
+    await this.#statusFilter();
     const form = $("#session-search");
     const query = { search: form.elements.search.value.trim(), tag: form.elements.tag.value.trim(),
       status: form.elements.status.value, limit: 50 };
@@ -28,13 +29,27 @@ export class SessionsView {
     if (!highlight) $("#sessions-note").textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
   }
 
+  /** Offer the statuses the service's OpenAPI document lists for the filter (once; "any" if that fails). */
+  async #statusFilter() {
+    if (this.statuses) return;
+    this.statuses = [];
+    try {
+      const doc = await this.api.get("openapi.json");
+      const status = doc.paths["/v1/sessions"].get.parameters.find((p) => p.name === "status");
+      this.statuses = status.schema.enum;
+    } catch {
+      return; // the filter keeps "any"
+    }
+    $("#search-status").append(...this.statuses.map((s) => h("option", { value: s }, statusText(s))));
+  }
+
   #row(s, highlight) {
     const action = (label, handler, extra = {}) =>
       h("button", { type: "button", class: "quiet", onclick: handler, "aria-label": `${label} ${s.title || s.id}`, ...extra }, label);
     return h("tr", { class: highlight ? "fresh" : null, "data-session-id": s.id },
       h("td", {}, s.title || h("code", {}, s.id), s.parent_id ? h("span", { class: "meta" }, " (fork)") : null,
         (s.tags || []).map((tag) => h("span", { class: "tag" }, tag))),
-      h("td", {}, h("span", { class: "status", "data-status": s.status }, s.status)),
+      h("td", {}, statusBadge(s.status)),
       h("td", {}, s.model || ""),
       h("td", { class: "num" }, s.turns ?? ""),
       h("td", { class: "num" }, s.dollars == null ? "" : dollars(s.dollars)),

@@ -1,6 +1,6 @@
 // The Usage view: tokens and dollars grouped by model, day or tenant, with totals.
 
-import { $, dollars, h, tokens } from "./dom.js";
+import { $, dollars, h, show, tokens, when } from "./dom.js";
 
 const COLUMNS = [
   ["turns", "Turns", String],
@@ -37,5 +37,18 @@ export class UsageView {
     $("#usage-totals").replaceChildren(
       ...COLUMNS.map(([key, label, format]) => h("div", { class: "total" },
         h("span", { class: "label" }, label), h("span", { class: "value" }, format(total[key] ?? 0)))));
+    budgets(answer.budgets);
   }
+}
+
+/** Each tenant's budget this month ([server.budgets]); hidden when the service sets none. */
+function budgets(view) {
+  show($("#budgets"), Boolean(view && view.tenants.length));
+  if (!view) return;
+  $("#budgets-period").textContent = `for ${view.period} (UTC); renews ${when(view.renews_at)}`;
+  $("#budgets tbody").replaceChildren(...view.tenants.map((b) => h("tr", { class: b.exhausted ? "spent" : null },
+    h("th", { scope: "row" }, b.tenant),
+    h("td", { class: "num" }, b.limit == null ? "no limit" : dollars(b.limit)),
+    h("td", { class: "num" }, dollars(b.spent)),
+    h("td", { class: "num" }, b.limit == null ? "" : b.exhausted ? "spent" : dollars(b.remaining)))));
 }
