@@ -86,7 +86,7 @@ async def worker(args: argparse.Namespace) -> dict:
     peak = [baseline]
     stop = asyncio.Event()
     probes = [asyncio.create_task(ticker(lags, stop)), asyncio.create_task(sampler(peak, stop))]
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     async with Fleet(client, Sessions(store), settings, concurrency=args.runs, observe=observe) as fleet:
         outcomes = await fleet.map(specs)
     wall = time.monotonic() - started
@@ -96,7 +96,7 @@ async def worker(args: argparse.Namespace) -> dict:
     await store.close()
     return {"calls": len(calls), "wall": wall, "lags": lags, "baseline": baseline, "peak": peak[0],
             "outcomes": Counter(o.outcome for o in outcomes), "first": calls[0] - started if calls else None,
-            "cpu": time.process_time()}
+            "cpu": time.process_time() - cpu}
 
 
 def spawn(args: argparse.Namespace, runs: int, base_url: str, store: Path) -> subprocess.Popen:
