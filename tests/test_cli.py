@@ -153,6 +153,18 @@ def test_audit_verify(tmp_path):
     assert bad.returncode == 1 and "line 1" in bad.stdout
 
 
+def test_commands_run_on_uvloop():
+    uvloop = pytest.importorskip("uvloop")
+    import asyncio
+
+    from tether.cli.aio import run
+
+    async def loop_type() -> type:
+        return type(asyncio.get_running_loop())
+
+    assert issubclass(run(loop_type()), uvloop.Loop)
+
+
 def test_serve_demo_needs_no_key_and_runs_a_task_end_to_end():
     port = free_port()
     serve = subprocess.Popen([*TETHER, "serve", "--demo", "--port", str(port)], stdout=subprocess.PIPE,

@@ -7,7 +7,7 @@ import json
 
 from server_helpers import bearer, open_harness, until
 
-from tether.server.eventlog import EventLog
+from tether.server.eventlog import EventLog, Wake
 from tether.server.service import ServiceOptions
 from tether.testing import Turn, text, thinking, tool_use
 
@@ -138,3 +138,21 @@ def test_the_log_keeps_the_last_frames_and_counts_what_it_dropped():
     assert log.after(9) == (2, frames) and log.after(11) == (0, frames)
     assert log.after(13) == (0, [frames[-1]])
     assert log.after(14) == (0, [])
+
+
+async def test_a_wake_ends_the_wait_under_way_and_is_dropped_when_nobody_waits():
+    log, wake = EventLog(4), Wake()
+    log.listen(wake)
+    log.append("text_delta", "{}")  # nobody waits: a reader looks at the log before it waits
+    waiting = asyncio.ensure_future(wake.wait())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    log.append("text_delta", "{}")
+    await asyncio.wait_for(waiting, 1)
+    log.unlisten(wake)
+    again = asyncio.ensure_future(wake.wait())
+    log.append("text_delta", "{}")
+    await asyncio.sleep(0)
+    assert not again.done()
+    wake.set()
+    await asyncio.wait_for(again, 1)

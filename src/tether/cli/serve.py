@@ -3,6 +3,10 @@
 The checks are ``tether.checks.problems(settings, service=True)`` (an API key, a reachable store,
 in prod auth on and debug off) plus one of the service's own: only the dev profile may turn auth
 off. Any problem refuses to start, with the list of what to change (exit 2).
+
+The service runs on uvloop (a dependency everywhere but Windows), and uvicorn parses HTTP with
+httptools (its ``http="auto"`` picks it). uvicorn would pick uvloop too if it made the event loop;
+here ``tether.cli.aio.run`` makes it, since the service's ``serve`` is a coroutine.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sys
 from pathlib import Path
 
 from tether.checks import problems
+from tether.cli import aio
 from tether.config import Settings
 
 
@@ -78,5 +83,5 @@ def _serve(args: argparse.Namespace, extra: dict[str, str]) -> int:
         print(f"demo: open http://{settings.server.host}:{settings.server.port}/ and sign in with this token "
               f"(shown once):\n  {token}", flush=True)
     configure_logging(settings, args.log_level)
-    asyncio.run(serve(settings))
+    aio.run(serve(settings))
     return 0

@@ -23,9 +23,9 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from tether.server.eventlog import dumps, frame
+from tether.server.eventlog import Wake, dumps, frame
 from tether.server.runs import ServiceRun
 
 HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
@@ -35,7 +35,7 @@ KEEP_ALIVE = b": keep-alive\n\n"
 
 @dataclass(eq=False)
 class Reader:
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(default_factory=Wake)
     gone: bool = False
     beat: bool = False  # a heartbeat is due
 
@@ -89,31 +89,31 @@ class EventStream:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _follow(self, reader: Reader, send: Send) -> None:
+        """Send what is new, else end, else beat, else wait. Nothing awaits between these checks
+        and the wait, so no wake is missed (a ``Wake`` set while nobody waits is dropped)."""
         log, cursor = self.run.log, self.after
         while not reader.gone:
-            reader.wake.clear()
-            missed, frames = log.after(cursor)
-            if missed:
-                frames.insert(0, frame(None, "gap", dumps({"missed": missed, "from": cursor + 1,
-                                                           "to": cursor + missed})))
-            if frames:
+            if log.next_seq > cursor + 1:
+                missed, frames = log.after(cursor)
+                if missed:
+                    frames.insert(0, frame(None, "gap", dumps({"missed": missed, "from": cursor + 1,
+                                                               "to": cursor + missed})))
                 cursor = log.last_seq
-                await _body(send, b"".join(frames))
-                continue
-            if self.hub.closing:
-                await _body(send, frame(None, "shutdown", "{}"))
+                await send(_body(b"".join(frames)))
+            elif self.hub.closing:
+                await send(_body(frame(None, "shutdown", "{}")))
                 return
-            if not self.run.active:
+            elif not self.run.active:
                 return
-            if reader.beat:
+            elif reader.beat:
                 reader.beat = False
-                await _body(send, KEEP_ALIVE)
-                continue
-            await reader.wake.wait()
+                await send(_body(KEEP_ALIVE))
+            else:
+                await reader.wake.wait()
 
 
-async def _body(send: Send, body: bytes) -> None:
-    await send({"type": "http.response.body", "body": body, "more_body": True})
+def _body(body: bytes) -> Message:
+    return {"type": "http.response.body", "body": body, "more_body": True}
 
 
 async def _watch_disconnect(receive: Receive, reader: Reader) -> None:
