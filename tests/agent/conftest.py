@@ -23,9 +23,13 @@ def key() -> str:
 
 
 @pytest.fixture
-def make_agent(fake: FakeAPI, key: str):
+async def make_agent(fake: FakeAPI, key: str):
+    clients: list[AnthropicClient] = []
+
     def make(*, settings: Settings | None = None, **options) -> Agent:
-        client = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0)
+        clients.append(client := AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0))
         return Agent(client, settings=settings or Settings(), clock=fake.clock.now, **options)
 
-    return make
+    yield make
+    for client in clients:
+        await client.aclose()

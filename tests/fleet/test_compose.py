@@ -34,7 +34,7 @@ async def test_the_wrappers_stack_in_their_order_over_an_sdk_that_does_not_retry
     try:
         assert layers(client) == ["BudgetClient", "FallbackClient", "RetryingClient", "CircuitBreakerClient",
                                   "RateLimitedClient", "AnthropicClient"]
-        assert bottom(client)._pools[0].max_retries == 0
+        assert bottom(client)._sdk.max_retries == 0
         assert client.scopes == ["run:r", "queue:q", "fleet"]
         assert [model for model, _ in client.inner.chain] == [MODEL, FALLBACK]
     finally:
@@ -43,7 +43,7 @@ async def test_the_wrappers_stack_in_their_order_over_an_sdk_that_does_not_retry
 
 async def test_without_fleet_layers_it_is_the_sdk_client_with_its_own_retries(settings):
     client = build_client(settings, FleetOptions(retry_attempts=1))
-    assert isinstance(client, AnthropicClient) and client._pools[0].max_retries == 2
+    assert isinstance(client, AnthropicClient) and client._sdk.max_retries == 2
     await client.aclose()
 
 

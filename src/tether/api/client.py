@@ -23,8 +23,6 @@ from tether.api.stream import StreamEvent, StreamReader
 from tether.api.types import MessagesRequest, Response
 from tether.errors import APIConnectionError, APIStatusError, MissingCredentialsError
 
-POOL_SIZE = 32  # connections per connection pool
-
 
 class ModelClient(Protocol):
     """What the loop needs from the Messages API. Wrappers (limits, retries, fallback) implement it too."""
@@ -39,7 +37,8 @@ class ModelClient(Protocol):
 
 
 class AnthropicClient:
-    """``ModelClient`` over HTTP with the ``anthropic`` SDK, keeping up to ``connections`` open."""
+    """``ModelClient`` over HTTP with the ``anthropic`` SDK, keeping up to ``connections`` open.
+    Close it (``aclose()``, or ``async with``) when done: its connections are aiohttp's."""
 
     def __init__(
         self,
@@ -57,46 +56,24 @@ class AnthropicClient:
                 "no Anthropic API key: set the ANTHROPIC_API_KEY environment variable, "
                 "or put api_key under [api] in tether.toml"
             )
-        # Connections stay open between calls (the SDK keeps only 100: a fleet of more runs would open
-        # a new one for most calls), spread over pools of POOL_SIZE, added as calls need them:
-        # httpcore looks at every connection of a pool on each request, which costs more than the
-        # call itself at a thousand connections.
-        self._sdk_args: dict[str, Any] = dict(
+        # The SDK on its aiohttp transport: its connection pool and C parser cost less per call than
+        # the default (httpx on httpcore, anyio and h11), whose pool also scans every connection on
+        # each request. Every connection may stay open between calls: the SDK keeps only 100, so a
+        # fleet of more runs would reconnect for most calls.
+        limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._sdk = anthropic.AsyncAnthropic(
             api_key=api_key, auth_token=auth_token if not api_key else None, base_url=base_url,
-            max_retries=max_retries, timeout=timeout, default_headers=default_headers)
-        self._most_pools = max(1, -(-connections // POOL_SIZE))
-        self._tls = httpx2.create_ssl_context()  # one for all pools: making one costs ~50 ms
-        self._pools: list[anthropic.AsyncAnthropic] = []
-        self._busy: list[int] = []  # calls in flight per pool
-        self._add_pool()
-
-    def _add_pool(self) -> None:
-        limits = httpx2.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
-        http = anthropic.DefaultAsyncHttpxClient(limits=limits, verify=self._tls)
-        self._pools.append(anthropic.AsyncAnthropic(**self._sdk_args, http_client=http))
-        self._busy.append(0)
+            max_retries=max_retries, timeout=timeout, default_headers=default_headers,
+            http_client=anthropic.DefaultAioHttpClient(limits=limits))
 
     @property
     def base_url(self) -> str:
-        return str(self._pools[0].base_url)
-
-    @contextlib.contextmanager
-    def _sdk(self) -> Iterator[anthropic.AsyncAnthropic]:
-        """The SDK client of the pool with the fewest calls in flight, for one call."""
-        pool = self._busy.index(min(self._busy))
-        if self._busy[pool] >= POOL_SIZE and len(self._pools) < self._most_pools:
-            self._add_pool()
-            pool = len(self._pools) - 1
-        self._busy[pool] += 1
-        try:
-            yield self._pools[pool]
-        finally:
-            self._busy[pool] -= 1
+        return str(self._sdk.base_url)
 
     async def stream(self, request: MessagesRequest) -> AsyncIterator[StreamEvent]:
         body, options = _call(request)
-        with self._sdk() as sdk, _errors():
-            async with sdk.messages.with_streaming_response.create(**body, stream=True, **options) as raw:
+        with _errors():
+            async with self._sdk.messages.with_streaming_response.create(**body, stream=True, **options) as raw:
                 http = raw.http_response
                 reader = StreamReader(request_id=http.headers.get("request-id"), headers=http.headers)
                 async for chunk in http.aiter_bytes():  # to the end: a body read whole keeps its connection
@@ -106,21 +83,26 @@ class AnthropicClient:
 
     async def create(self, request: MessagesRequest) -> Response:
         body, options = _call(request)
-        with self._sdk() as sdk, _errors():
-            raw = await sdk.messages.with_raw_response.create(**body, **options)
+        with _errors():
+            raw = await self._sdk.messages.with_raw_response.create(**body, **options)
         http = raw.http_response
         return Response.from_wire(json.loads(http.content), request_id=http.headers.get("request-id"),
                                   headers=http.headers)
 
     async def count_tokens(self, request: MessagesRequest) -> int:
         body, options = _call(request, counting=True)
-        with self._sdk() as sdk, _errors():
-            result = await sdk.messages.count_tokens(**body, **options)
+        with _errors():
+            result = await self._sdk.messages.count_tokens(**body, **options)
         return result.input_tokens
 
     async def aclose(self) -> None:
-        for sdk in self._pools:
-            await sdk.close()
+        await self._sdk.close()
+
+    async def __aenter__(self) -> AnthropicClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 @contextlib.contextmanager
