@@ -333,8 +333,9 @@ async def test_a_stream_restarted_by_the_retry_wrapper_is_announced_and_its_part
     fake.script(["Long answer " * 40] * 2, key=key)  # the failed attempt takes one turn
     fake.fail_next(ResetMidStream(after_events=6), key=key)
     agent = make_agent()
-    agent.client = RetryingClient(AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0), base=0.01)
-    events = await collect(agent, "talk")
+    async with AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0) as api:
+        agent.client = RetryingClient(api, base=0.01)
+        events = await collect(agent, "talk")
     warnings = events_of("warning", events)
     assert [w.code for w in warnings] == ["stream_restarted"]
     assert events[-1].outcome == "completed"

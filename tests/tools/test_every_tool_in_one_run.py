@@ -43,9 +43,9 @@ async def test_a_scripted_model_uses_every_tool_in_one_run(tmp_path):
                        "computer": {"display": display, "width": 1024, "height": 768, "settle_delay": 0.1},
                        "mcp": {"echo": MCPServer.stdio("echo", sys.executable, str(SERVER), "stdio")}}
             names = ["bash", "editor", "python", "computer", "mcp:echo"]
-            async with open_tools(names, Workspace(tmp_path), **options) as tools:
-                agent = Agent(AnthropicClient(api_key="e2e", base_url=fake.base_url, max_retries=0), tools=tools,
-                              settings=Settings(), workspace=tmp_path)
+            async with (open_tools(names, Workspace(tmp_path), **options) as tools,
+                        AnthropicClient(api_key="e2e", base_url=fake.base_url, max_retries=0) as api):
+                agent = Agent(api, tools=tools, settings=Settings(), workspace=tmp_path)
                 events = [e async for e in agent.stream("use every tool")]
             sent_betas = fake.last_request("e2e").header("anthropic-beta")
     finally:
