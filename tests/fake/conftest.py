@@ -8,7 +8,6 @@ default behaviour) starts its own ``FakeAPI`` instead.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,17 +19,6 @@ from tether.testing import FakeAPI
 
 MODEL = "claude-opus-4-8"
 USER = [{"role": "user", "content": "Hello there"}]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

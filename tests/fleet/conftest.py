@@ -1,25 +1,10 @@
-"""Shared fixtures of the fleet tests: one fake Messages API per module, a fresh API key per test."""
+"""The fleet tests' client on the fake API (the fake and the key come from tests/conftest.py)."""
 
 from __future__ import annotations
-
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from tether.api.client import AnthropicClient
-from tether.testing import FakeAPI
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def key() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

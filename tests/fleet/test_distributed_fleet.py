@@ -25,7 +25,7 @@ from workers.harness import Workers, fresh_database, query
 from tether.config import Settings
 from tether.fleet.spec import RunSpec
 from tether.store.sql import open_store
-from tether.testing import FakeAPI, server_error
+from tether.testing import server_error
 from tether.testing.fake.ratelimit import Limits
 
 pytest.importorskip("dbos")
@@ -37,12 +37,6 @@ WORKERS = ("w1", "w2")
 KEY = f"dist-{uuid.uuid4().hex[:12]}"
 REDIS_URL = os.environ.get("TETHER_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PREFIX = f"tether-test-{uuid.uuid4().hex[:8]}:"
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with FakeAPI() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from server_helpers import Harness, open_harness
 
-from tether.testing import FakeAPI
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        yield server
-
 
 @pytest.fixture
 def key() -> str:
+    """Shaped like a real key, so that the leak tests look for what a real one would be."""
     return f"sk-ant-test-{uuid.uuid4().hex[:16]}"
 
 

@@ -41,7 +41,7 @@ def drive(store: Path, session: str, base_url: str, effects: Path, kills: int, r
         out, err = child.communicate(timeout=120)
         if child.returncode == 0 and "end completed" in out:
             return done
-        raise AssertionError(f"the resumed run did not complete: {out}\n{err}")
+        raise AssertionError(f"the resumed run did not complete (exit {child.returncode}): {out}\n{err}")
     raise AssertionError("the run never completed")
 
 
