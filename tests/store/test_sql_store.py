@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tether.api.types import dumps
 from tether.errors import ConfigError
-from tether.store import SessionInfo, SessionQuery, StoredMessage, open_store
+from tether.store import SessionInfo, SessionQuery, StoreConflict, StoredMessage, TurnRecord, open_store
 from tether.store.engine import resolve_url
 from tether.testing.store_conformance import TRICKY_CONTENT, text_message
 
@@ -127,5 +127,33 @@ async def test_naive_datetimes_and_bad_fields_are_refused(sqlite_url: str) -> No
         await store.create(SessionInfo(id="s", model="m"))
         with pytest.raises(ValueError, match="status"):
             await store.update("s", status="paused")
+    finally:
+        await store.close()
+
+
+async def test_a_failing_write_is_undone_alone_and_the_writes_committed_with_it_stay(sqlite_url: str) -> None:
+    store = await open_store(sqlite_url)
+    try:
+        ids = [f"s{i}" for i in range(8)]
+        for sid in ids:
+            await store.create(SessionInfo(sid, "claude-sonnet-4-5", "t"))
+        turn = TurnRecord(0, "claude-sonnet-4-5", 10, 5, 0, 0, 0, 0.001)
+        # Written at once, these go into one group commit: the taken seq, the gap and the repeated
+        # turn (which fails after writing its message) fail, the rest land.
+        outcomes = await asyncio.gather(
+            *(store.append(sid, [text_message(0, sid)], turn) for sid in ids),
+            store.append("s3", [text_message(0, "taken")]),
+            store.append("s5", [text_message(7, "gap")]),
+            store.append("s6", [text_message(1, "turn 0 again")], turn),
+            store.tool_started("s7", "toolu_1", "bash", {}),
+            return_exceptions=True,
+        )
+        assert outcomes[:8] == [None] * 8
+        assert [type(o) for o in outcomes[8:11]] == [StoreConflict, ValueError, StoreConflict]
+        assert outcomes[11] is True
+        for sid in ids:
+            assert [m.content for m in await store.messages(sid)] == [text_message(0, sid).content]
+            assert len(await store.turns(sid)) == 1
+        assert list(await store.ledger("s7")) == ["toolu_1"]
     finally:
         await store.close()

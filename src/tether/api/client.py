@@ -2,7 +2,9 @@
 
 ``AnthropicClient`` uses the official ``anthropic`` SDK for everything the SDK is good at
 (credentials, headers, connection pooling, its retries) and reads the streamed body itself with
-``StreamReader``, which costs less than the SDK's per-event objects.
+``StreamReader``, which costs less than the SDK's per-event objects. A streamed call goes through the
+SDK's generic ``post`` with the body already serialized: ``messages.create`` would copy and
+re-serialize the whole conversation on every turn.
 
 Cancellation: cancelling the task that iterates ``stream()`` closes the HTTP response; nothing
 keeps running in the background.
@@ -20,7 +22,7 @@ import httpx2
 
 from tether.api.caching import render
 from tether.api.stream import StreamEvent, StreamReader
-from tether.api.types import MessagesRequest, Response
+from tether.api.types import MessagesRequest, Response, dumps
 from tether.errors import APIConnectionError, APIStatusError, MissingCredentialsError
 
 
@@ -71,15 +73,20 @@ class AnthropicClient:
         return str(self._sdk.base_url)
 
     async def stream(self, request: MessagesRequest) -> AsyncIterator[StreamEvent]:
-        body, options = _call(request)
+        body = render(request)
+        body["stream"] = True
+        headers = {"anthropic-beta": ",".join(request.betas)} if request.betas else {}
         with _errors():
-            async with self._sdk.messages.with_streaming_response.create(**body, stream=True, **options) as raw:
-                http = raw.http_response
+            http = await self._sdk.post("/v1/messages", cast_to=httpx2.Response, content=dumps(body).encode(),
+                                        options={"headers": headers}, stream=True)
+            try:
                 reader = StreamReader(request_id=http.headers.get("request-id"), headers=http.headers)
                 async for chunk in http.aiter_bytes():  # to the end: a body read whole keeps its connection
                     for event in reader.feed(chunk):
                         yield event
                 reader.check_complete()
+            finally:
+                await http.aclose()
 
     async def create(self, request: MessagesRequest) -> Response:
         body, options = _call(request)
