@@ -29,7 +29,14 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from tether import AnthropicClient, Settings
+from tether.agent import events as ev
 from tether.cli import aio
+from tether.config import OutputSettings
+from tether.fleet.local import Fleet
+from tether.fleet.spec import RunSpec
+from tether.sessions import Sessions
+from tether.store.sql import open_store
 from tether.testing.process import fake_api_process as fake_api
 
 TICK = 0.010
@@ -56,14 +63,6 @@ async def sampler(peak: list[int], stop: asyncio.Event) -> None:
 
 
 async def worker(args: argparse.Namespace) -> dict:
-    from tether import AnthropicClient, Settings
-    from tether.agent import events as ev
-    from tether.config import OutputSettings
-    from tether.fleet.local import Fleet
-    from tether.fleet.spec import RunSpec
-    from tether.sessions import Sessions
-    from tether.store.sql import open_store
-
     if args.store_kind == "memory":
         from _memory_store import MemoryStore
 

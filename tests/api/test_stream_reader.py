@@ -123,3 +123,18 @@ def test_an_error_event_after_other_events_of_its_chunk_comes_after_them():
     assert [type(e).__name__ for e in events] == ["MessageStart", "BlockStart", "TextDelta"]
     with pytest.raises(APIStatusError, match="overloaded_error"):
         reader.check_complete()
+
+
+def test_data_split_over_lines_comments_other_fields_and_no_space_after_the_colon_read_as_sse_says():
+    body = b"".join([
+        b": a comment, ignored\n\n",
+        b"event: message_start\nid: 1\ndata:" + json.dumps(START).encode() + b"\n\n",
+        b"event: content_block_start\ndata: {\"type\": \"content_block_start\",\nretry: 10\n"
+        b"data: \"index\": 0, \"content_block\": {\"type\": \"text\", \"text\": \"\"}}\n\n",
+        b"event: ping\n\n",  # no data: nothing to dispatch
+        *sse(*TEXT[1:]),
+    ])
+    for chunks in ([body], [body[:40], body[40:]]):
+        _, events = feed(chunks)
+        assert [type(e).__name__ for e in events][:2] == ["MessageStart", "BlockStart"]
+        assert events[-1].response.content == [TextBlock("Hello there")]

@@ -13,6 +13,7 @@ keeps running in the background.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Protocol
@@ -67,6 +68,7 @@ class AnthropicClient:
             api_key=api_key, auth_token=auth_token if not api_key else None, base_url=base_url,
             max_retries=max_retries, timeout=timeout, default_headers=default_headers,
             http_client=anthropic.DefaultAioHttpClient(limits=limits))
+        self._calls = (f"tether-{n}" for n in itertools.count())
 
     @property
     def base_url(self) -> str:
@@ -76,11 +78,16 @@ class AnthropicClient:
         body = render(request)
         body["stream"] = True
         headers = {"anthropic-beta": ",".join(request.betas)} if request.betas else {}
+        # Every option given: the SDK deep-copies the sentinel of each one left out, and makes a
+        # uuid4 idempotency key (which the Messages API does not take: it is not sent) when none is.
+        options: anthropic.RequestOptions = {"headers": headers, "max_retries": self._sdk.max_retries,
+                                   "timeout": self._sdk.timeout, "idempotency_key": next(self._calls)}
         with _errors():
             http = await self._sdk.post("/v1/messages", cast_to=httpx2.Response, content=dumps(body).encode(),
-                                        options={"headers": headers}, stream=True)
+                                        options=options, stream=True)
             try:
-                reader = StreamReader(request_id=http.headers.get("request-id"), headers=http.headers)
+                headers = dict(http.headers.items())  # httpx's headers decode every header on each lookup
+                reader = StreamReader(request_id=headers.get("request-id"), headers=headers)
                 async for chunk in http.aiter_bytes():  # to the end: a body read whole keeps its connection
                     for event in reader.feed(chunk):
                         yield event

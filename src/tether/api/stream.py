@@ -10,6 +10,7 @@ same, and a consumer pays for one event instead of dozens.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -136,15 +137,10 @@ class StreamReader:
             self._buffer = buffer
             return []
         self._buffer = buffer[end + 2:]
-        datas = []
-        for block in buffer[:end].split(b"\n\n"):
-            data = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
-            if data:
-                datas.append(b"\n".join(data))
         events: list[StreamEvent] = []
         run: list[str] = []  # the pieces of consecutive deltas of one kind and block
         run_key: tuple[str, int] | None = None
-        for data in json.loads(b"[%b]" % b",".join(datas)):  # one decode for the whole chunk
+        for data in json.loads(b"[%b]" % b",".join(_datas(buffer[:end]))):  # one decode for the whole chunk
             if self.complete:
                 break  # nothing comes after message_stop
             if data.get("type") == "content_block_delta" and (field := _PIECES.get(data["delta"]["type"])):
@@ -248,6 +244,22 @@ class StreamReader:
             raise APIConnectionError("the stream ended before message_stop (connection closed mid-stream)")
 
 
+
+
+_DATA_LINE = re.compile(rb"^data: ?(.*)", re.MULTILINE)
+_SPLIT_DATA = re.compile(rb"^data:.*\n(?:.+\n)*data:", re.MULTILINE)  # an event with two data lines
+
+
+def _datas(events: bytes) -> list[bytes]:
+    """The data of each event in ``events`` (blank-line separated, ``\\n`` line ends). The API sends
+    one data line per event: those are found by one regex over the chunk."""
+    if not _SPLIT_DATA.search(events):
+        return _DATA_LINE.findall(events)
+    datas = []
+    for event in events.split(b"\n\n"):
+        if lines := _DATA_LINE.findall(event):
+            datas.append(b"\n".join(lines))
+    return datas
 
 
 _PIECES = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
