@@ -110,8 +110,23 @@ def test_a_write_then_a_read_of_the_same_prefix(cache: CacheModel) -> None:
             tools=[tool(300, "t", HOUR)],
             cache_control=HOUR,
         ),
+        request(
+            [
+                user(
+                    {
+                        "type": "image",
+                        "source": {"type": "url", "url": "https://x/y.png"},
+                        "cache_control": HOUR,
+                    },
+                    {"type": "document", "source": {"type": "base64", "data": "JVBE" * 900}},
+                    {"type": "document", "source": {"type": "text", "data": "é€😀" * 300}},
+                    text(700, "ünïcode ✓"),
+                )
+            ],
+            cache_control=EPHEMERAL,
+        ),
     ],
-    ids=["no-cache", "strings", "empty-messages", "thinking-last"],
+    ids=["no-cache", "strings", "empty-messages", "thinking-last", "media-and-unicode"],
 )
 def test_the_three_input_counts_always_add_up_to_the_prompt(cache: CacheModel, req: dict[str, Any]) -> None:
     assert cache.validate(req) is None

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import random
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from tether.testing.fake import delivery, models_api, render
 from tether.testing.fake.behaviour import Behaviour, as_reply
 from tether.testing.fake.cache import CacheModel, CachePlan
 from tether.testing.fake.errors import APIFailure, invalid, not_found
-from tether.testing.fake.exchange import Exchange, Receive, Scope, Send
+from tether.testing.fake.exchange import Closing, Exchange, Receive, Scope, Send
 from tether.testing.fake.faults import ErrorResponse, Fault, Reset, SlowFirstToken, TokenDelay
 from tether.testing.fake.gate import Caller, api_key, identify
 from tether.testing.fake.output import Composer
@@ -62,7 +61,7 @@ class FakeApp:
         self.signer = Signer()
         self.composer = Composer(self.ids, self.signer)
         self.rng = random.Random(self.settings.seed)
-        self.closing = threading.Event()  # set by the runner on shutdown: pauses end early
+        self.closing = Closing()  # set by the runner on shutdown: pauses end early
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -37,14 +37,15 @@ web-search and citations toggles that the real API renders between tools and sys
 from __future__ import annotations
 
 import hashlib
-import json
+import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tether.api.catalog import ModelInfo
-from tether.api.tokens import MESSAGE_OVERHEAD, block_tokens, count_request, message_blocks, system_blocks
+from tether.api.tokens import MESSAGE_OVERHEAD, block_tokens, message_blocks, system_blocks, text_tokens
 from tether.testing.fake.clock import Clock
+from tether.testing.fake.wire import compact_encoder
 
 LOOKBACK = 20
 MAX_BREAKPOINTS = 4
@@ -85,14 +86,14 @@ class PromptFingerprint:
     cacheable_tokens: int  # tokens through the furthest breakpoint at or above the minimum
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Item:
-    """One block of the flattened prompt, before hashing."""
+    """One block of the flattened prompt, before hashing and counting."""
 
     section: str
     path: str
     block: Mapping[str, Any]
-    tokens: int
+    overhead: int  # the MESSAGE_OVERHEAD of the messages that start at this block
     roles: tuple[str, ...]  # roles of the messages that start at this block
     cacheable: bool
 
@@ -114,26 +115,67 @@ class _Entry:
     ttl: str
 
 
+@dataclass(slots=True)
+class _Store:
+    """One key's live entries, and a heap of (expiry, key) so the dead ones go without a scan.
+
+    Every entry has a heap item with its current expiry; a refresh leaves the old item behind,
+    which is dropped when it comes out."""
+
+    entries: dict[bytes, _Entry] = field(default_factory=dict)
+    expiries: list[tuple[float, bytes]] = field(default_factory=list)
+
+    def purge(self, now: float) -> None:
+        """Drop every entry that is dead at ``now``."""
+        while self.expiries and self.expiries[0][0] <= now:
+            _, digest = heapq.heappop(self.expiries)
+            entry = self.entries.get(digest)
+            if entry is not None and entry.expires_at <= now:
+                del self.entries[digest]
+
+    def put(self, digest: bytes, expires_at: float, ttl: str) -> None:
+        """Write or refresh an entry; an entry that lives longer already is kept."""
+        entry = self.entries.get(digest)
+        if entry is None or entry.expires_at < expires_at:
+            self.entries[digest] = _Entry(expires_at, ttl)
+            heapq.heappush(self.expiries, (expires_at, digest))
+
+
+_json = compact_encoder(sort_keys=True)
+
+
 def _canon(value: Any) -> bytes:
-    data = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    return _framed(_json(value))
+
+
+def _framed(text: str) -> bytes:
+    data = text.encode()
     return len(data).to_bytes(8, "big") + data
 
 
 def _items(request: Mapping[str, Any]) -> Iterator[_Item]:
     for i, tool in enumerate(request.get("tools") or ()):
-        yield _Item("tools", f"tools.{i}", tool, block_tokens(tool), (), True)
+        yield _Item("tools", f"tools.{i}", tool, 0, (), True)
     system = request.get("system")
     for i, block in enumerate(system_blocks(system)):
         path = "system" if isinstance(system, str) else f"system.{i}"
-        yield _Item("system", path, block, block_tokens(block), (), True)
+        yield _Item("system", path, block, 0, (), True)
     overhead, roles = 0, ()
     for m, message in enumerate(request.get("messages") or ()):
         overhead, roles = overhead + MESSAGE_OVERHEAD, (*roles, message.get("role", ""))
         for j, block in enumerate(message_blocks(message)):
             path = f"messages.{m}" if isinstance(message["content"], str) else f"messages.{m}.content.{j}"
             cacheable = block.get("type") not in UNCACHEABLE
-            yield _Item("messages", path, block, block_tokens(block) + overhead, roles, cacheable)
+            yield _Item("messages", path, block, overhead, roles, cacheable)
             overhead, roles = 0, ()
+
+
+def _tokens(block: Mapping[str, Any], stripped_json: str) -> int:
+    """``block_tokens(block)`` from the block's sorted JSON without ``cache_control``: the order of
+    the keys does not change the length, so each block is encoded once per request."""
+    if block.get("type") in ("image", "document"):
+        return block_tokens(block)
+    return text_tokens(stripped_json)
 
 
 def _context(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,31 +184,38 @@ def _context(request: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class _Prompt:
-    """The flattened prompt: per block, its cumulative tokens and its prefix key."""
+    """The flattened prompt: per block, its cumulative tokens and its prefix key; and its total
+    tokens, ``count_request(request)`` (a final empty message has no block but counts)."""
 
     items: list[_Item]
     ends: list[int]
     keys: list[bytes]
     parts: dict[str, Any]
+    total: int
 
     @classmethod
     def build(cls, request: Mapping[str, Any], model: str) -> _Prompt:
         items = list(_items(request))
         chain = hashlib.sha256(_canon(["model", model]))
         sections = {"tools": hashlib.sha256(), "system": hashlib.sha256(), "messages": hashlib.sha256()}
-        ends, keys, messages, end = [], [], [], 0
+        ends, keys, messages, end, counted = [], [], [], 0, 0
         context = _canon(["context", _context(request)])
         for item in items:
-            data = _canon([item.section, list(item.roles), _strip(item.block)])
+            block = _json(_strip(item.block))
+            head = _json([item.section, list(item.roles)])
+            data = _framed(f"{head[:-1]},{block}]")  # = _canon([section, roles, stripped block])
             if item.section == "messages" and not messages:
                 chain.update(context)
             chain.update(data)
             sections[item.section].update(data)
             if item.section == "messages":
                 messages.append(sections["messages"].hexdigest()[:16])
-            end += item.tokens
+            tokens = _tokens(item.block, block)
+            counted += tokens
+            end += tokens + item.overhead
             ends.append(end)
             keys.append(chain.digest())
+        total = counted + MESSAGE_OVERHEAD * len(request.get("messages") or ())
         parts = {
             "model": model,
             "tools": sections["tools"].hexdigest()[:16],
@@ -174,11 +223,11 @@ class _Prompt:
             "context": hashlib.sha256(context).hexdigest()[:16],
             "messages": tuple(messages),
         }
-        return cls(items, ends, keys, parts)
+        return cls(items, ends, keys, parts, total)
 
 
-def _strip(block: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in block.items() if k != "cache_control"}
+def _strip(block: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {k: v for k, v in block.items() if k != "cache_control"} if "cache_control" in block else block
 
 
 def _ttl(control: Any) -> str:
@@ -252,7 +301,7 @@ class CachePlan:
     fingerprint: PromptFingerprint
     miss_reason: dict[str, Any] | None  # diagnose() against this key's previous request
     start: float
-    _store: dict[bytes, _Entry] = field(repr=False)
+    _store: _Store = field(repr=False)
     _touches: list[tuple[bytes, str]] = field(repr=False)  # entries read or written, with their TTL
     _committed: bool = field(default=False, repr=False)
 
@@ -262,10 +311,7 @@ class CachePlan:
             return
         self._committed = True
         for key, ttl in self._touches:
-            expires_at = self.start + TTL_SECONDS[ttl]
-            entry = self._store.get(key)
-            if entry is None or entry.expires_at < expires_at:
-                self._store[key] = _Entry(expires_at, ttl)
+            self._store.put(key, self.start + TTL_SECONDS[ttl], ttl)
 
 
 class CacheModel:
@@ -273,7 +319,7 @@ class CacheModel:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._stores: dict[str, dict[bytes, _Entry]] = {}
+        self._stores: dict[str, _Store] = {}
         self._previous: dict[str, PromptFingerprint] = {}
 
     def validate(self, request: Mapping[str, Any]) -> str | None:
@@ -289,10 +335,10 @@ class CacheModel:
             for p in _breakpoints(prompt.items, request.get("cache_control"))
             if prompt.ends[p.index] >= info.min_cache_tokens
         ]
-        hits = [hit for p in points if (hit := _probe(store, prompt.keys, p.index)) is not None]
+        hits = [hit for p in points if (hit := _probe(store.entries, prompt.keys, p.index)) is not None]
         top = max(hits, default=-1)
-        usage, writes = _bill(prompt, points, top, count_request(request))
-        touches = [(prompt.keys[i], store[prompt.keys[i]].ttl) for i in hits] + writes
+        usage, writes = _bill(prompt, points, top, prompt.total)
+        touches = [(prompt.keys[i], store.entries[prompt.keys[i]].ttl) for i in hits] + writes
         cacheable = prompt.ends[points[-1].index] if points else 0
         fingerprint = PromptFingerprint(**prompt.parts, cacheable_tokens=cacheable)
         previous = self._previous.get(key)
@@ -300,10 +346,11 @@ class CacheModel:
         reason = diagnose(previous, fingerprint, usage.cache_read_input_tokens) if previous else None
         return CachePlan(usage, fingerprint, reason, start, store, touches)
 
-    def _live_store(self, key: str, now: float) -> dict[bytes, _Entry]:
-        store = self._stores.setdefault(key, {})
-        for digest in [d for d, entry in store.items() if entry.expires_at <= now]:
-            del store[digest]
+    def _live_store(self, key: str, now: float) -> _Store:
+        store = self._stores.get(key)
+        if store is None:
+            store = self._stores[key] = _Store()
+        store.purge(now)
         return store
 
 

@@ -8,6 +8,7 @@ time, which is only needed to print the RFC 3339 ``reset`` headers.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import time
 from typing import Protocol
@@ -56,5 +57,9 @@ def unix_time(clock: Clock, at: float) -> float:
 def rfc3339(unix_seconds: float) -> str:
     """``2026-11-21T00:00:05Z``: UTC, whole seconds, rounded **up** so that waiting until the
     printed instant is always enough."""
-    stamp = dt.datetime.fromtimestamp(math.ceil(unix_seconds - 1e-6), tz=dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _stamp(math.ceil(unix_seconds - 1e-6))
+
+
+@functools.lru_cache(maxsize=64)  # every response prints four, nearly always the same few seconds
+def _stamp(second: int) -> str:
+    return dt.datetime.fromtimestamp(second, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

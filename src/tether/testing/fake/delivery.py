@@ -1,6 +1,6 @@
 """Sending an answer, with the faults that strike while it is sent.
 
-Events are gathered into one buffer and written when a delay or a fault falls due (or at the
+Events are gathered and written together when a delay or a fault falls due (or at the
 end), so a stream without latency leaves in a single write: the fake stays fast under load.
 ``on_start`` runs just before ``message_start`` is written (the cache plan commits then).
 """
@@ -26,33 +26,37 @@ async def stream(
     await ex.start(200, SSE_TYPE)
     if latency.first_token and not await ex.pause(latency.first_token):
         return
-    buffer = bytearray()
-    for n, (data, tokens) in enumerate(events):
+    frames: list[str] = []
+    for n, (frame, tokens) in enumerate(events):
         if cut is not None and n == cut.after_events:
-            if not await _strike(ex, buffer, cut):
+            if not await _strike(ex, frames, cut):
                 return
-            buffer.clear()
+            frames.clear()
             cut = None
         if n == 0:
             on_start()
-        buffer += sse_frame(data)
+        frames.append(frame)
         if tokens and latency.per_token:
-            await ex.write(bytes(buffer))
-            buffer.clear()
+            await ex.write(_joined(frames))
+            frames.clear()
             if not await ex.pause(latency.per_token * tokens):
                 return
-    if cut is not None and not await _strike(ex, buffer, cut):
+    if cut is not None and not await _strike(ex, frames, cut):
         return
-    await ex.write(bytes(buffer), more=False)
+    await ex.write(_joined(frames), more=False)
 
 
-async def _strike(ex: Exchange, buffer: bytearray, cut: Cut) -> bool:
-    """Apply ``cut`` after what is buffered; return whether the stream goes on."""
+def _joined(frames: list[str]) -> bytes:
+    return "".join(frames).encode()
+
+
+async def _strike(ex: Exchange, frames: list[str], cut: Cut) -> bool:
+    """Apply ``cut`` after the frames not yet written; return whether the stream goes on."""
     if isinstance(cut, StreamError):
         error = {"type": "error", "error": {"type": cut.error_type, "message": cut.message}}
-        await ex.write(bytes(buffer) + sse_frame(error), more=False)
+        await ex.write(_joined([*frames, sse_frame(error)]), more=False)
         return False
-    await ex.write(bytes(buffer))
+    await ex.write(_joined(frames))
     if isinstance(cut, ResetMidStream):
         await ex.reset()
         return False

@@ -7,6 +7,7 @@ rate-limit headers to ``extra_headers`` before it answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -22,6 +23,26 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 SSE_TYPE = "text/event-stream; charset=utf-8"
 JSON_TYPE = "application/json"
 SHORT_PAUSE = 0.05  # below this a pause is a plain sleep
+
+
+class Closing(threading.Event):
+    """Set (from any thread) when the server shuts down: it also wakes the pauses waiting on it,
+    each on its own event loop, so that nothing polls it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: set[asyncio.Future[None]] = set()
+
+    def set(self) -> None:
+        super().set()
+        for waiter in list(self.waiters):
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nothing waits any more
+                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -40,10 +61,10 @@ class Exchange:
         send: Send,
         request_id: str,
         organization: str,
-        closing: threading.Event | None = None,
+        closing: Closing | None = None,
     ) -> None:
         self.scope, self._receive, self._send = scope, receive, send
-        self.closing = closing or threading.Event()
+        self.closing = closing or Closing()
         self.request_id = request_id
         self.method: str = scope["method"]
         self.path: str = scope["path"]
@@ -112,17 +133,17 @@ class Exchange:
         if seconds < SHORT_PAUSE:
             await asyncio.sleep(seconds)
             return True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
+        closed = asyncio.get_running_loop().create_future()
+        self.closing.waiters.add(closed)  # before is_set(): a set() in between still wakes it
         gone = asyncio.ensure_future(self._disconnected())
         try:
-            while (left := deadline - loop.time()) > 0 and not self.closing.is_set():
-                done, _ = await asyncio.wait({gone}, timeout=min(left, SHORT_PAUSE))
-                if done:
-                    return False
-            return True
+            if self.closing.is_set():
+                return True
+            done, _ = await asyncio.wait({gone, closed}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            return gone not in done
         finally:
             gone.cancel()
+            self.closing.waiters.discard(closed)
 
     async def _disconnected(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":

@@ -1,0 +1,33 @@
+"""The stream's delta events are framed by hand (they are nearly all of its events): the same bytes
+as the generic ``sse_frame``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tether.testing.fake.render import _delta
+from tether.testing.fake.wire import sse_frame
+
+TRICKY = [
+    "",
+    "plain",
+    'quote " and \\ backslash',
+    "line\nbreak\ttab\r\x00\x1f\x7f",
+    "é€😀 \u2028\u2029",
+    "\ud800",
+    "}}]",
+]
+
+
+@pytest.mark.parametrize("value", TRICKY)
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [("text_delta", "text"), ("thinking_delta", "thinking"), ("input_json_delta", "partial_json")],
+)
+def test_a_delta_frame_is_what_sse_frame_gives(kind: str, field: str, value: str) -> None:
+    data = {"type": "content_block_delta", "index": 12, "delta": {"type": kind, field: value}}
+    frame = _delta(12, kind, field, value)
+    assert frame == sse_frame(data)
+    assert json.loads(frame.split("\ndata: ", 1)[1]) == data
