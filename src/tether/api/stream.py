@@ -247,14 +247,16 @@ class StreamReader:
 
 
 _DATA_LINE = re.compile(rb"^data: ?(.*)", re.MULTILINE)
-_SPLIT_DATA = re.compile(rb"^data:.*\n(?:.+\n)*data:", re.MULTILINE)  # an event with two data lines
+_LAST_DATA_LINE = re.compile(rb"\ndata: ?([^\n]*)(?=\n\n|\Z)")  # a data line that ends its event
 
 
 def _datas(events: bytes) -> list[bytes]:
     """The data of each event in ``events`` (blank-line separated, ``\\n`` line ends). The API sends
-    one data line per event: those are found by one regex over the chunk."""
-    if not _SPLIT_DATA.search(events):
-        return _DATA_LINE.findall(events)
+    one data line per event, last in it: when every data line is the last line of its event, one
+    regex over the chunk finds them all."""
+    lined = b"\n" + events
+    if len(datas := _LAST_DATA_LINE.findall(lined)) == lined.count(b"\ndata:"):
+        return datas
     datas = []
     for event in events.split(b"\n\n"):
         if lines := _DATA_LINE.findall(event):
