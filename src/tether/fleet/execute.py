@@ -16,6 +16,7 @@ from tether.api.client import ModelClient
 from tether.config import Settings, project_memory
 from tether.fleet.spec import RunOutcome, RunSpec
 from tether.sessions import Sessions
+from tether.store.base import StoreConflict
 from tether.tools.policy import PermissionPolicy
 from tether.tools.registry import open_tools
 from tether.tools.sandbox import Workspace
@@ -54,10 +55,12 @@ async def execute(spec: RunSpec, *, client: ModelClient, sessions: Sessions, set
         async with open_tools(spec.tools, Workspace(root)) as tools:
             agent = Agent(client, system=spec.system, memory=project_memory(root), tools=tools,
                           settings=settings_for(spec, settings), workspace=root, policy=policy_for(spec))
-            known = spec.session_id and await sessions.store.get(spec.session_id) is not None
-            run = (await sessions.resume(agent, spec.session_id) if known else
-                   await sessions.new(agent, title=spec.title or (spec.task or "")[:80], tags=spec.tags,
-                                      session_id=spec.session_id))
+            try:
+                run = await sessions.new(agent, title=spec.title or (spec.task or "")[:80], tags=spec.tags,
+                                         session_id=spec.session_id)
+            except StoreConflict:  # the spec names a stored session: continue it
+                assert spec.session_id is not None
+                run = await sessions.resume(agent, spec.session_id)
             end: ev.RunEnd | None = None
             async for event in run.events(spec.task):
                 if observe is not None and (pending := observe(event)) is not None:

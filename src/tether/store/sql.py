@@ -112,7 +112,7 @@ class SQLStore:
         created = session.created_at or self._clock()
         info = replace(session, created_at=created, updated_at=session.updated_at or created)
         await self._db.write(_execute, sessions.insert().values(session_values(info)))
-        return (await self.get(info.id)) or info
+        return info
 
     async def get(self, session_id: str) -> SessionInfo | None:
         return await self._db.read(_get, session_id)

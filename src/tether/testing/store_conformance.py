@@ -117,7 +117,7 @@ class StoreConformance:
         made = await store.create(SessionInfo(id=sid, model="claude-x", title="Title", tags=["a", "b"],
                                               metadata={"k": [1, {"n": None}]}, created_at=created_at))
         got = await store.get(sid)
-        assert got is not None and made.id == sid
+        assert got is not None and made == got, "create() returns the session as stored"
         assert (got.model, got.title, got.tags, got.metadata) == ("claude-x", "Title", ["a", "b"], {"k": [1, {"n": None}]})
         assert (got.status, got.parent_id, got.fork_seq, got.turns, got.dollars) == ("running", None, None, 0, 0)
         assert got.created_at == created_at and got.updated_at == created_at
