@@ -80,8 +80,9 @@ class AnthropicClient:
         headers = {"anthropic-beta": ",".join(request.betas)} if request.betas else {}
         # Every option given: the SDK deep-copies the sentinel of each one left out, and makes a
         # uuid4 idempotency key (which the Messages API does not take: it is not sent) when none is.
-        options: anthropic.RequestOptions = {"headers": headers, "max_retries": self._sdk.max_retries,
-                                   "timeout": self._sdk.timeout, "idempotency_key": next(self._calls)}
+        options: anthropic.RequestOptions = {
+            "headers": headers, "max_retries": self._sdk.max_retries, "timeout": self._sdk.timeout,
+            "idempotency_key": next(self._calls)}
         with _errors():
             http = await self._sdk.post("/v1/messages", cast_to=httpx2.Response, content=dumps(body).encode(),
                                         options=options, stream=True)

@@ -6,8 +6,9 @@ returns; ``read`` does the same in a read transaction. Two ways to do that:
 - ``ThreadedSQLite``: SQLite answers in microseconds, so the cost is in getting there. Its ops run
   in threads on the plain ``sqlite3`` driver, and writes are **group-committed**: one writer
   thread, and every write that arrives while a transaction is committing goes into the next one;
-  one op's error undoes only that op and reaches only its caller (see ``_commit``). A thousand runs writing at once pay for one thread hop and one commit per batch,
-  instead of a hop per statement (the async driver's way) and a queue for the file lock.
+  one op's error undoes only that op and reaches only its caller (see ``_commit``). A thousand
+  runs writing at once pay for one thread hop and one commit per batch, instead of a hop per
+  statement (the async driver's way) and a queue for the file lock.
 - ``AsyncDatabase`` (PostgreSQL): each op in a transaction of its own on the async engine
   (``run_sync``), since the server handles concurrent writers itself.
 
