@@ -1,4 +1,6 @@
-from tether.api.caching import CacheMonitor, CachePlanner, render
+import json
+
+from tether.api.caching import CacheMonitor, CachePlanner, render, render_json
 from tether.api.catalog import default_catalog
 from tether.api.types import Message, MessagesRequest, TextBlock, ThinkingBlock, ToolSpec, Usage, dumps
 
@@ -97,3 +99,14 @@ def test_the_monitor_explains_a_miss():
     assert "expired" in monitor.explain(plan3, Usage(input_tokens=3000), now=1000.0)
     plan4 = planner.plan(request(messages, tools=False).body())
     assert "tools changed" in monitor.explain(plan4, Usage(input_tokens=3000), now=1001.0)
+
+
+def test_the_json_sent_is_the_rendered_body_with_unmarked_messages_written_once():
+    planner = CachePlanner(OPUS)
+    conversation = [Message.user("first " + BIG), Message("assistant", [TextBlock("ok")]), Message.user("next")]
+    req = request(conversation)
+    req.cache = planner.plan(req.body())
+    assert json.loads(render_json(req, stream=True)) == {**render(req), "stream": True}
+    assert conversation[0].to_json() == dumps(conversation[0].to_wire())  # cached, and the same text
+    assert "cache_control" not in conversation[2].to_json()  # the marked tail was written from a copy
+    assert "cache_control" in json.loads(render_json(req))["messages"][2]["content"][0]

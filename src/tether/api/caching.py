@@ -146,6 +146,17 @@ def render(request: MessagesRequest) -> Json:
     return body
 
 
+def render_json(request: MessagesRequest, **fields: Any) -> bytes:
+    """``render(request)``, with ``fields`` added, as the JSON the request sends. Each message the
+    planner left unmarked is written from its cached JSON: a turn encodes only what is new or marked,
+    instead of the whole conversation again."""
+    body = render(request) | fields
+    messages = body.pop("messages")
+    parts = [m.to_json() if wire is m.to_wire() else dumps(wire)
+             for m, wire in zip(request.messages, messages, strict=True)]
+    return f'{dumps(body)[:-1]},"messages":[{",".join(parts)}]}}'.encode()
+
+
 def _digest(value: Any) -> str:
     return hashlib.blake2b(dumps(value).encode(), digest_size=8).hexdigest()
 

@@ -3,8 +3,8 @@
 ``AnthropicClient`` uses the official ``anthropic`` SDK for everything the SDK is good at
 (credentials, headers, connection pooling, its retries) and reads the streamed body itself with
 ``StreamReader``, which costs less than the SDK's per-event objects. A streamed call goes through the
-SDK's generic ``post`` with the body already serialized: ``messages.create`` would copy and
-re-serialize the whole conversation on every turn.
+SDK's generic ``post`` with the body already serialized (``render_json``: each message's JSON is
+written once): ``messages.create`` would copy and re-serialize the whole conversation every turn.
 
 Cancellation: cancelling the task that iterates ``stream()`` closes the HTTP response; nothing
 keeps running in the background.
@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import anthropic
 import httpx2
 
-from tether.api.caching import render
+from tether.api.caching import render, render_json
 from tether.api.stream import StreamEvent, StreamReader
-from tether.api.types import MessagesRequest, Response, dumps
+from tether.api.types import MessagesRequest, Response
 from tether.errors import APIConnectionError, APIStatusError, MissingCredentialsError
 
 
@@ -75,8 +75,6 @@ class AnthropicClient:
         return str(self._sdk.base_url)
 
     async def stream(self, request: MessagesRequest) -> AsyncIterator[StreamEvent]:
-        body = render(request)
-        body["stream"] = True
         headers = {"anthropic-beta": ",".join(request.betas)} if request.betas else {}
         # Every option given: the SDK deep-copies the sentinel of each one left out, and makes a
         # uuid4 idempotency key (which the Messages API does not take: it is not sent) when none is.
@@ -84,8 +82,8 @@ class AnthropicClient:
             "headers": headers, "max_retries": self._sdk.max_retries, "timeout": self._sdk.timeout,
             "idempotency_key": next(self._calls)}
         with _errors():
-            http = await self._sdk.post("/v1/messages", cast_to=httpx2.Response, content=dumps(body).encode(),
-                                        options=options, stream=True)
+            http = await self._sdk.post("/v1/messages", cast_to=httpx2.Response,
+                                        content=render_json(request, stream=True), options=options, stream=True)
             try:
                 headers = dict(http.headers.items())  # httpx's headers decode every header on each lookup
                 reader = StreamReader(request_id=headers.get("request-id"), headers=headers)

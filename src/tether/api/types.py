@@ -179,11 +179,18 @@ class Message:
     role: Role
     content: list[ContentBlock]
     _wire: Json | None = field(default=None, repr=False, compare=False)
+    _json: str | None = field(default=None, repr=False, compare=False)
 
     def to_wire(self) -> Json:
         if self._wire is None:
             self._wire = {"role": self.role, "content": [b.to_wire() for b in self.content]}
         return self._wire
+
+    def to_json(self) -> str:
+        """``dumps(self.to_wire())``, written once."""
+        if self._json is None:
+            self._json = dumps(self.to_wire())
+        return self._json
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Message:
