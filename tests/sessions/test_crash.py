@@ -21,8 +21,11 @@ TURNS = 6
 
 
 def spawn(store: Path, session: str, base_url: str, effects: Path, seed: int) -> subprocess.Popen:
+    """The child, its pipes unbuffered: ``readline()`` then reads up to the newline and no further.
+    A buffered one reads ahead, and ``communicate()`` reads the pipe itself, so a line the child
+    wrote right after ``ready`` (a resumed run with nothing left to do ends at once) was lost."""
     return subprocess.Popen([sys.executable, str(CHILD), str(store), session, base_url, str(effects), str(seed)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
 
 
 def drive(store: Path, session: str, base_url: str, effects: Path, kills: int, rng: random.Random) -> int:
@@ -30,7 +33,7 @@ def drive(store: Path, session: str, base_url: str, effects: Path, kills: int, r
     done = 0
     for attempt in range(kills + 20):
         child = spawn(store, session, base_url, effects, attempt)
-        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        assert child.stdout.readline().strip() == b"ready", child.stderr.read().decode()
         if done < kills:
             time.sleep(rng.uniform(0.0, 1.0))
             if child.poll() is None:
@@ -38,7 +41,7 @@ def drive(store: Path, session: str, base_url: str, effects: Path, kills: int, r
                 child.wait()
                 done += 1
                 continue
-        out, err = child.communicate(timeout=120)
+        out, err = (output.decode() for output in child.communicate(timeout=120))
         if child.returncode == 0 and "end completed" in out:
             return done
         raise AssertionError(f"the resumed run did not complete (exit {child.returncode}): {out}\n{err}")
@@ -78,3 +81,24 @@ def test_runs_killed_at_random_points_resume_to_completion(tmp_path, crash_fake_
         asyncio.run(check_session(store, session, effects))
         session_number += 1
     assert total >= KILLS
+
+
+async def mark_running(store_path: Path, session: str) -> None:
+    store = await open_store(str(store_path))
+    await store.update(session, status="running")
+    await store.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_run_killed_after_its_last_message_ends_at_once_on_resume(tmp_path, crash_fake_api):
+    """Killed after its last message was stored, before it was marked ended: the resumed run has
+    nothing left to do, and its ``end`` line follows ``ready`` at once; neither may be lost."""
+    store, session, effects = tmp_path / "sessions.db", "ses_ended", tmp_path / "ses_ended.effects"
+    assert drive(store, session, crash_fake_api, effects, kills=0, rng=random.Random(0)) == 0
+    asyncio.run(mark_running(store, session))
+    child = spawn(store, session, crash_fake_api, effects, 0)
+    child.wait(timeout=120)  # both lines are in the pipe before the first is read
+    assert child.stdout.readline().strip() == b"ready"
+    out, err = child.communicate()
+    assert child.returncode == 0 and b"end completed" in out, err.decode()
+    asyncio.run(check_session(store, session, effects))
