@@ -76,7 +76,8 @@ def test_a_reconnect_with_last_event_id_loses_and_repeats_nothing(live):
     assert text == TASK and seen[-1]["data"]["status"] == "completed"
 
 
-def test_a_client_that_goes_away_mid_stream_is_let_go_and_the_run_goes_on(live):
+def test_a_client_that_goes_away_mid_stream_is_let_go_and_the_run_goes_on(live, fake, key):
+    fake.set_latency(0.0, 0.05, key=key)  # a run of 3 s: still streaming when a busy test thread reads
     run = _start(live)
     with live.client.stream("GET", f"/v1/runs/{run['id']}/events", headers=bearer(live.token)) as response:
         for frame in sse_frames(response):
