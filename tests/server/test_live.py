@@ -80,7 +80,8 @@ def test_a_client_that_goes_away_mid_stream_is_let_go_and_the_run_goes_on(live, 
     fake.set_latency(0.0, 0.05, key=key)  # a run of 3 s: still streaming when a busy test thread reads
     run = _start(live)
     with live.client.stream("GET", f"/v1/runs/{run['id']}/events", headers=bearer(live.token)) as response:
-        for frame in sse_frames(response):
+        frames = sse_frames(response)  # held: a generator dropped at `break` would close the response now
+        for frame in frames:
             if frame.get("event") == "text_delta":
                 break
         assert live.call(lambda: len(live.service.streams.readers)) == 1
