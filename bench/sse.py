@@ -76,7 +76,7 @@ async def serve(args: argparse.Namespace) -> None:
     from tether.server.runs import RunConfig, ServiceRun
     from tether.server.service import ServiceOptions
 
-    folder = Path(tempfile.mkdtemp(prefix="tether-bench-sse-"))
+    folder = Path(args.report).parent  # the parent's temporary folder: removed when it is done
     (folder / "tether.toml").touch()
     settings = Settings.load(path=folder / "tether.toml", environ={}, **{
         "api.api_key": "sk-bench-unused", "api.base_url": "http://127.0.0.1:9", "store.url": str(folder / "s.db")})
@@ -361,7 +361,8 @@ def main() -> None:
         run(serve(args))
         return
     load = os.getloadavg()[0]
-    report_path = Path(tempfile.mkdtemp(prefix="tether-bench-sse-")) / "report.json"
+    folder = tempfile.TemporaryDirectory(prefix="tether-bench-sse-")
+    report_path = Path(folder.name) / "report.json"
     profile = ["-m", "cProfile", "-o", os.environ["SSE_PROFILE"]] if os.environ.get("SSE_PROFILE") else []
     command = [sys.executable, *profile, __file__, "--serve", "--report", str(report_path), "--streams", str(args.streams),
                "--rates", args.rates, "--seconds", str(args.seconds), "--flood", str(args.flood),
@@ -375,7 +376,8 @@ def main() -> None:
         if server.poll() is None:
             server.terminate()
             server.wait(10)
-    latency, flood = figures(json.loads(report_path.read_text()), received, usage)
+    with folder:
+        latency, flood = figures(json.loads(report_path.read_text()), received, usage)
     print(f"{args.streams} SSE streams through uvicorn (one worker; {hello['stack']}) on loopback, vs the same events "
           f"read in process (load average before: {load:.2f} on {os.cpu_count()} CPUs)")
     split = f" {'service | socket+client p50/p99 ms':>35}" if args.split else ""
