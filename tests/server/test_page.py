@@ -214,7 +214,7 @@ def test_the_page_drives_a_run_from_token_to_usage(page, service):
     expect(transcript.locator(".result").first).to_contain_text("hello from bash")
     image = transcript.locator(".result img")
     expect(image).to_be_visible()
-    assert image.evaluate("img => img.complete && img.naturalWidth") == 320
+    assert image.evaluate("img => img.decode().then(() => img.naturalWidth)") == 320  # once loaded
     expect(transcript).to_contain_text("All done: the shell answers")
     expect(page.locator("#live-status")).to_have_text("completed")
     first_run = page.locator("#live-id").inner_text()
