@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any, ClassVar, Literal
 
 Json = dict[str, Any]
@@ -361,12 +362,25 @@ class MessagesRequest:
         return body
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # made once: json.dumps makes one a call
+def compact_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
+    """Compact JSON (non-ASCII kept as is; keys sorted if ``sort_keys``) with its C encoder made
+    once: ``JSONEncoder.encode`` makes one per call, which costs as much as encoding a small value.
+    No check for circular references (a cycle ends in ``RecursionError``): tether encodes wire data."""
+    options = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
+    if c_make_encoder is None:  # pragma: no cover - Pythons without the C accelerator
+        return options.encode
+    # As JSONEncoder.iterencode makes it (markers, default, string encoder, indent, separators,
+    # sort_keys, skipkeys, allow_nan), without the markers.
+    encode = c_make_encoder(None, options.default, encode_basestring, None, ":", ",", sort_keys, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_COMPACT = compact_encoder()
 
 
 def dumps(value: Any) -> str:
     """Compact JSON, as tether stores and compares wire forms."""
-    return _COMPACT.encode(value)
+    return _COMPACT(value)
 
 
 def messages_to_json(messages: Iterable[Message]) -> str:

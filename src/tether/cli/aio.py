@@ -21,11 +21,12 @@ T = TypeVar("T")
 YOUNG_GENERATION = 10_000
 
 
-def tune_gc() -> None:
-    """Freeze what is alive now out of the garbage collector's scans; collect young objects less often."""
+def tune_gc(young: int = YOUNG_GENERATION) -> None:
+    """Freeze what is alive now out of the garbage collector's scans; collect the young generation
+    every ``young`` allocations."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
+    gc.set_threshold(young, *gc.get_threshold()[1:])
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

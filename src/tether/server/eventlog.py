@@ -13,16 +13,15 @@ run is long, or they were sent before a restart) gets ``missed`` > 0: the count 
 have; the stream tells it so with a ``gap`` event. The conversation itself is always whole in the
 session store.
 
-Readers wait on a ``Wake`` of their own (or anything with ``set()``, such as an ``asyncio.Event``),
-which every append sets: appending never waits for a reader, and a reader that is slow only falls
-behind (and, past ``capacity``, misses frames).
+Readers wait on a ``Wake`` of their own, which every append sets: appending never waits for a
+reader, and a reader that is slow only falls behind (and, past ``capacity``, misses frames).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Protocol
+from typing import Any
 
 DEFAULT_CAPACITY = 5_000
 
@@ -35,10 +34,6 @@ def frame(seq: int | None, kind: str, data: str) -> bytes:
 def dumps(data: Any) -> str:
     """Compact JSON on one line (SSE data may not hold a raw line break; JSON escapes them)."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-class Listener(Protocol):
-    def set(self) -> None: ...
 
 
 class Wake:
@@ -73,7 +68,7 @@ class EventLog:
         self.next_seq = first  # the number the next frame gets
         self._start = first  # the first number this log ever held
         self._ring: list[bytes] = [b""] * capacity
-        self._listeners: set[Listener] = set()
+        self._listeners: set[Wake] = set()
 
     @property
     def last_seq(self) -> int:
@@ -105,8 +100,8 @@ class EventLog:
             return missed, self._ring[start:start + count]
         return missed, self._ring[start:] + self._ring[:start + count - self.capacity]
 
-    def listen(self, wake: Listener) -> None:
+    def listen(self, wake: Wake) -> None:
         self._listeners.add(wake)
 
-    def unlisten(self, wake: Listener) -> None:
+    def unlisten(self, wake: Wake) -> None:
         self._listeners.discard(wake)

@@ -44,8 +44,8 @@ from typing import Any
 
 from tether.api.catalog import ModelInfo
 from tether.api.tokens import MESSAGE_OVERHEAD, block_tokens, message_blocks, system_blocks, text_tokens
+from tether.api.types import compact_encoder
 from tether.testing.fake.clock import Clock
-from tether.testing.fake.wire import compact_encoder
 
 LOOKBACK = 20
 MAX_BREAKPOINTS = 4

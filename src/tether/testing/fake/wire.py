@@ -6,10 +6,9 @@ import base64
 import hashlib
 import hmac
 import random
-from collections.abc import Callable
-from json import JSONEncoder
-from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
+
+from tether.api.types import dumps
 
 # Real ids use a base58-like alphabet: msg_01XFDUDYJgAACzvnptvVoYEL, req_011CSHoEeqs5C35K2UUqR7Fy.
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -62,30 +61,15 @@ class Signer:
         return hmac.compare_digest(signature, self.sign(thinking))
 
 
-def compact_encoder(sort_keys: bool = False) -> Callable[[Any], str]:
-    """Compact JSON as ``tether.api.types.dumps`` writes it (keys sorted if ``sort_keys``), with
-    its C encoder made once: ``JSONEncoder.encode`` makes one per call, which costs as much as
-    encoding a small value, and a request needs a hundred. No check for circular references: the
-    fake encodes parsed JSON, and content a behaviour gives is first counted with ``dumps``."""
-    options = JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
-    if c_make_encoder is None:
-        return options.encode
-    # As JSONEncoder.iterencode makes it (markers, default, string encoder, indent, separators,
-    # sort_keys, skipkeys, allow_nan), without the markers.
-    encode = c_make_encoder(None, options.default, encode_basestring, None, ":", ",", sort_keys, False, True)
-    return lambda value: "".join(encode(value, 0))
-
-
-compact = compact_encoder()
 
 
 def json_bytes(value: Any) -> bytes:
-    return compact(value).encode()
+    return dumps(value).encode()
 
 
 def sse_frame(data: dict[str, Any]) -> str:
     """One named event: the ``event:`` line always equals ``data.type``."""
-    return f"event: {data['type']}\ndata: {compact(data)}\n\n"
+    return f"event: {data['type']}\ndata: {dumps(data)}\n\n"
 
 
 def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
