@@ -9,6 +9,7 @@ snapshot. PostgreSQL reads run at ``REPEATABLE READ`` for the same reason.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,25 @@ def _set_up_sqlite(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "journal_mode = WAL",
                        "synchronous = NORMAL", "foreign_keys = ON"):
-            cursor.execute(f"PRAGMA {pragma}")
+            _pragma(cursor, pragma)
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         write = conn.get_execution_options().get(WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _pragma(cursor: Any, pragma: str) -> None:
+    """``PRAGMA pragma``. Switching a new file to WAL while other connections open it can fail at
+    once with "database is locked" (SQLite skips the busy handler there): try again, within the
+    busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute(f"PRAGMA {pragma}")
+            return
+        except Exception as exc:  # the driver's OperationalError (aiosqlite's and sqlite3's differ)
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
