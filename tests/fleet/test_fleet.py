@@ -260,3 +260,50 @@ async def test_a_run_ending_in_a_transient_error_is_resumed_from_the_store(fake,
     assert [m.role for m in await sessions.store.messages(outcome.session_id)] == ["user", "assistant"]
     assert given_up.outcome == "api_error"
     assert fleet.stats.resumed == 4
+
+
+def hold_setups(sessions: Sessions) -> tuple[list[str], asyncio.Event]:
+    """Make every run's setup wait, in the store's ``create``, until the event is set; the list
+    is the sessions that reached it."""
+    reached, opened, create = [], asyncio.Event(), sessions.store.create
+
+    async def held(info):
+        reached.append(info.id)
+        await opened.wait()
+        return await create(info)
+
+    sessions.store.create = held
+    return reached, opened
+
+
+async def test_runs_are_set_up_a_few_at_a_time_and_their_first_call_frees_the_slot(client, sessions, monkeypatch):
+    monkeypatch.setattr("tether.fleet.local.START_HOLD", 600)  # only the first calls free the slots
+    gate = Gate(client)
+    reached, opened = hold_setups(sessions)
+    async with Fleet(gate, sessions, concurrency=6, starting=2) as fleet:
+        for i in range(6):
+            fleet.submit(spec(f"task {i}"))
+        await until(lambda: len(reached) == 2, "two runs setting up")
+        await asyncio.sleep(0.2)  # ample time for the others to reach their setup, were they let in
+        assert (len(reached), fleet.stats.running) == (2, 6)
+        opened.set()
+        # The slots are freed by the first call, not by its answer: all six wait in a call at once.
+        await until(lambda: gate.waiting == 6, "every run in its first model call")
+        gate.open(100)
+    assert fleet.stats.finished == {"completed": 6}
+
+
+async def test_a_run_that_makes_no_model_call_frees_its_start_slot_after_a_while(client, sessions, monkeypatch):
+    monkeypatch.setattr("tether.fleet.local.START_HOLD", 0.05)
+    reached, opened = hold_setups(sessions)
+    async with Fleet(client, sessions, concurrency=2, starting=1) as fleet:
+        fleet.submit(spec("stuck in setup"))
+        fleet.submit(spec("next"))
+        await until(lambda: len(reached) == 2, "the second run setting up while the first still is")
+        opened.set()
+    assert fleet.stats.finished == {"completed": 2}
+
+
+async def test_starting_must_be_positive(client, sessions):
+    with pytest.raises(ValueError, match="starting must be at least 1"):
+        Fleet(client, sessions, starting=0)

@@ -6,6 +6,11 @@
         outcome = await handle
         outcomes = await fleet.map(specs)  # in the order of specs
 
+Runs start a few at a time (``starting``): a run holds a start slot from its admission until its first
+model call, so each run's first call leaves as soon as that run is set up (workspace, tools,
+session) instead of after every admitted run is: asyncio would otherwise interleave the setups of
+a thousand runs and send all their first calls at the end, in one wave that comes back as one.
+
 Every run goes through ``execute`` (so it is a session in the store) and ends in a ``RunOutcome``:
 "completed", "refusal", an error category, or "cancelled". An exception inside a run, ours or the
 model's, becomes its outcome; it never reaches the fleet or the other runs.
@@ -37,6 +42,8 @@ from typing import Literal
 
 from tether.agent import events as ev
 from tether.api.client import ModelClient
+from tether.api.stream import StreamEvent
+from tether.api.types import MessagesRequest, Response
 from tether.config import Settings
 from tether.fleet.execute import execute
 from tether.fleet.scheduler import DEFAULT_AGING, Scheduler
@@ -49,6 +56,8 @@ Then = Callable[[RunOutcome], "RunSpec | Awaitable[RunSpec | None] | None"]
 State = Literal["queued", "running", "done"]
 CANCELLED = "cancelled"
 TRANSIENT = ("api_error", "rate_limited")  # outcomes worth resuming after the client's own retries
+START_HOLD = 1.0  # seconds a run may hold its start slot without making a model call (a resumed
+# run may first finish tool calls, which can take long)
 
 
 @dataclass
@@ -160,16 +169,23 @@ class Fleet:
     tool calls are kept, so nothing is done twice. Its watchers see each attempt, ``RunStarted``
     to ``RunEnd``, and its outcome sums what the attempts spent. Off (0) by default: an
     ``api_error`` may be a bad request that fails again.
+
+    ``starting``: how many admitted runs may be setting up at once, before their first model call
+    (see the module docstring); a run that makes no call within ``START_HOLD`` seconds frees its
+    slot all the same.
     """
 
     def __init__(self, client: ModelClient | ClientFactory, sessions: Sessions, settings: Settings | None = None,
-                 *, concurrency: int = 16, weights: Mapping[str, float] | None = None,
+                 *, concurrency: int = 16, starting: int = 16, weights: Mapping[str, float] | None = None,
                  aging: int | None = DEFAULT_AGING, observe: FleetObserver | None = None,
                  resume_attempts: int = 0, resume_on: Iterable[str] = TRANSIENT) -> None:
         self._client_for: ClientFactory = _factory(client)
         self.sessions = sessions
         self.settings = settings or Settings()
         self.scheduler = Scheduler(concurrency, weights, aging=aging)
+        if starting < 1:
+            raise ValueError(f"starting must be at least 1, not {starting}")
+        self._starting = asyncio.Semaphore(starting)
         self.observe = observe
         self.resume_attempts, self.resume_on = resume_attempts, frozenset(resume_on)
         self.stats = FleetStats()
@@ -263,8 +279,10 @@ class Fleet:
         """Execute the run; resume it from the store while it ends in a category of ``resume_on``."""
         spec, total = handle.spec, None
         for attempt in range(self.resume_attempts + 1):
-            outcome = await execute(spec, client=self._client_for(spec), sessions=self.sessions,
-                                    settings=self.settings, observe=lambda event: self._event(handle, event))
+            async with self._start_slot() as started:
+                client = _Starting(self._client_for(spec), started)
+                outcome = await execute(spec, client=client, sessions=self.sessions, settings=self.settings,
+                                        observe=lambda event: self._event(handle, event))
             total = outcome if total is None else _plus(total, outcome)
             if outcome.outcome not in self.resume_on or attempt == self.resume_attempts:
                 break
@@ -272,6 +290,25 @@ class Fleet:
             spec = dataclasses.replace(spec, task=None)
         assert total is not None
         return total
+
+    @contextlib.asynccontextmanager
+    async def _start_slot(self) -> AsyncIterator[Callable[[], None]]:
+        """A start slot, held until the function it yields is called (or ``START_HOLD`` passes)."""
+        await self._starting.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                timer.cancel()
+                self._starting.release()
+
+        timer = asyncio.get_running_loop().call_later(START_HOLD, release)
+        try:
+            yield release
+        finally:
+            release()
 
     def _event(self, handle: RunHandle, event: ev.Event) -> Awaitable[None] | None:
         handle._publish(event)
@@ -307,6 +344,24 @@ def _plus(before: RunOutcome, after: RunOutcome) -> RunOutcome:
         output_tokens=before.output_tokens + after.output_tokens,
         cache_read_tokens=before.cache_read_tokens + after.cache_read_tokens,
         cache_write_tokens=before.cache_write_tokens + after.cache_write_tokens, dollars=before.dollars + after.dollars)
+
+
+class _Starting:
+    """A run's client that calls ``started`` when the run makes a model call (its first frees its start slot)."""
+
+    def __init__(self, inner: ModelClient, started: Callable[[], None]) -> None:
+        self.inner, self.started = inner, started
+
+    def stream(self, request: MessagesRequest) -> AsyncIterator[StreamEvent]:
+        self.started()
+        return self.inner.stream(request)
+
+    async def create(self, request: MessagesRequest) -> Response:
+        self.started()
+        return await self.inner.create(request)
+
+    async def count_tokens(self, request: MessagesRequest) -> int:
+        return await self.inner.count_tokens(request)
 
 
 def _factory(client: ModelClient | ClientFactory) -> ClientFactory:
