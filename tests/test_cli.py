@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,6 +67,18 @@ def test_run_renders_a_summary_line(tmp_path):
                          capture_output=True, text=True, timeout=120, env=env(COLUMNS="100"))
     assert out.returncode == 0, out.stderr
     assert "completed · 3 turns" in out.stdout and "cache hit" in out.stdout and "$" in out.stdout
+
+
+def test_a_demo_run_without_a_workspace_says_where_it_made_one():
+    out = subprocess.run([*TETHER, "run", "--demo", "--demo-turns", "3", "go"], capture_output=True, text=True,
+                         timeout=120, env=env())
+    assert out.returncode == 0, out.stderr
+    line = next(line for line in out.stderr.splitlines() if line.startswith("workspace "))
+    workspace = Path(line.split()[1])
+    try:
+        assert any(workspace.rglob("*.py")), "the agent's files are in the workspace it names"
+    finally:
+        shutil.rmtree(workspace)
 
 
 def test_without_a_key_the_error_says_how_to_fix_it():

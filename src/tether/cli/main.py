@@ -117,10 +117,15 @@ def _endpoint(args: argparse.Namespace) -> Iterator[dict[str, str] | None]:
     from tether.testing import CodingAgent, FakeAPI, SystemClock  # only the demo reaches into tether.testing
 
     args.tools = args.tools or "bash,editor"
-    if args.workspace is None:
+    made = args.workspace is None
+    if made:
         args.workspace = Path(tempfile.mkdtemp(prefix="tether-demo-"))
-    with FakeAPI(behaviour=CodingAgent(turns=args.demo_turns), clock=SystemClock()) as fake:
-        yield {"api.base_url": fake.base_url, "api.api_key": "demo-key"}
+    try:
+        with FakeAPI(behaviour=CodingAgent(turns=args.demo_turns), clock=SystemClock()) as fake:
+            yield {"api.base_url": fake.base_url, "api.api_key": "demo-key"}
+    finally:
+        if made:  # kept, to look at what the agent wrote
+            print(f"workspace {args.workspace} (made for the demo; remove it when done)", file=sys.stderr)
 
 
 @contextlib.asynccontextmanager
