@@ -111,12 +111,13 @@ async def open_harness(fake: FakeAPI, key: str, tmp_path: Path, *, gated: bool =
 
 
 class LiveService:
-    """The app under a real uvicorn on a loopback port, in a thread with its own event loop."""
+    """The app under a real uvicorn on a loopback port, in a thread with its own event loop;
+    ``close`` (a coroutine function) runs in that loop once the server has stopped."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, close=None) -> None:
         import uvicorn
 
-        self.app = app
+        self.app, self.close = app, close
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
@@ -129,6 +130,8 @@ class LiveService:
     def _run(self) -> None:
         try:
             self.loop.run_until_complete(self.server.serve(sockets=[self.socket]))
+            if self.close is not None:
+                self.loop.run_until_complete(self.close())
         finally:
             self.loop.close()
 

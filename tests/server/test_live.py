@@ -23,7 +23,7 @@ def live(fake, key, tmp_path):
     base = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0)
     app = create_app(settings_for(fake, key, tmp_path), ServiceOptions(workspaces=tmp_path / "w", heartbeat=0.2),
                      base=base)
-    with LiveService(app) as service, httpx2.Client(base_url=service.url, timeout=30) as client:
+    with LiveService(app, close=base.aclose) as service, httpx2.Client(base_url=service.url, timeout=30) as client:
         service.client = client
         service.token = _token(service)
         yield service
