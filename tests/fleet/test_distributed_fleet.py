@@ -31,6 +31,7 @@ from tether.testing.fake.ratelimit import Limits
 pytest.importorskip("dbos")
 
 from tether.fleet.distributed import DistributedFleet, prepare_database
+from tether.fleet.distributed_worker import WorkerOptions
 
 CONCURRENCY = 2
 WORKERS = ("w1", "w2")
@@ -242,6 +243,28 @@ async def test_tether_enqueue_a_file_twice_queues_it_once(url, fleet, tmp_path):
     assert [(line["outcome"], line["text"]) for line in lines] == [("completed", "alpha"), ("completed", "beta")]
     assert lines[0]["spec_id"] == "a"
     assert [(await fleet.status(i)).attempts for i in ids] == [1, 1], "each ran once"
+
+
+async def test_long_dead_workers_with_nothing_to_recover_are_forgotten(url, workers):
+    query(url, "INSERT INTO tether_fleet_workers (executor_id, incarnation, beat_at, state) VALUES "
+               "('gone', 'x', now() - interval '2 days', 'stopped'), ('recent', 'x', now() - interval '1 hour', "
+               "'running') RETURNING 1")
+    async def forgotten() -> bool:
+        return query(url, "SELECT 1 FROM tether_fleet_workers WHERE executor_id = 'gone'") == []
+
+    try:
+        await until(forgotten, "the long-dead worker's row to go")
+        assert query(url, "SELECT state FROM tether_fleet_workers WHERE executor_id = 'recent'") == [("running",)], \
+            "a worker dead for less than a day is kept"
+    finally:
+        query(url, "DELETE FROM tether_fleet_workers WHERE executor_id IN ('gone', 'recent') RETURNING 1")
+
+
+def test_worker_options_are_checked():
+    with pytest.raises(ValueError, match="dead_after .* must exceed two heartbeats"):
+        WorkerOptions(heartbeat=2, dead_after=3)
+    with pytest.raises(ValueError, match="forget_after .* must be at least dead_after"):
+        WorkerOptions(dead_after=60, forget_after=30)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,11 @@ unclaimed> RETURNING``: PostgreSQL re-checks the condition on the row it locked,
 workers racing for the same dead one exactly one gets the row back. A claim older than ``lease``
 may be claimed again, in case the claimer died before it finished recovering.
 
+A dead worker's row is **forgotten** (deleted) once it has been dead for ``forget_after`` seconds
+and has no pending runs left: workers started under a new executor id each time (the default,
+``<host>-<pid>``) would otherwise add a row per start for ever, and every heartbeat would look
+through them all.
+
 A claim also **fences** the dead worker: its heartbeat only succeeds while its row is unclaimed
 and still names its incarnation. A worker that was merely slow (a stall longer than
 ``dead_after``) finds its beat refused and stops at once, so that its runs are not carried on by
@@ -122,6 +127,19 @@ class Liveness:
                 WHERE executor_id = :dead AND {_DEAD}"""),
                 {"me": self.executor_id, "dead": executor_id, "dead_after": dead_after, "lease": lease})
         return result.rowcount == 1
+
+    async def forget(self, executor_ids: list[str], forget_after: float) -> int:
+        """Delete the rows of ``executor_ids`` (dead, with no pending runs) dead for ``forget_after`` seconds."""
+        if not executor_ids:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(sa.text(f"""
+                DELETE FROM {TABLE}
+                WHERE executor_id = ANY(:ids) AND executor_id <> :me
+                  AND beat_at < now() - make_interval(secs => :after)
+                  AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => :after))"""),
+                {"me": self.executor_id, "ids": executor_ids, "after": forget_after})
+        return result.rowcount
 
     async def workers(self) -> list[WorkerRow]:
         async with self.engine.connect() as conn:

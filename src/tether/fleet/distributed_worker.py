@@ -67,6 +67,7 @@ class WorkerOptions:
     heartbeat: float = 2.0
     dead_after: float = 15.0
     lease: float | None = None  # None: 2 * dead_after
+    forget_after: float = 86_400.0  # a dead worker's row (once it has no pending runs) is then deleted
     drain: float = 30.0  # seconds a stop waits for running runs before cancelling them
     poll: float = DEFAULT_POLL  # seconds between two looks at the queue
     log_level: str = "WARNING"  # DBOS's own logging
@@ -74,6 +75,8 @@ class WorkerOptions:
     def __post_init__(self) -> None:
         if self.dead_after <= 2 * self.heartbeat:
             raise ValueError(f"dead_after ({self.dead_after}s) must exceed two heartbeats ({self.heartbeat}s)")
+        if self.forget_after < self.dead_after:
+            raise ValueError(f"forget_after ({self.forget_after}s) must be at least dead_after ({self.dead_after}s)")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
 
@@ -170,12 +173,15 @@ class Worker:
             return
         pending = await DBOS.list_workflows_async(status="PENDING", executor_id=dead, load_input=False,
                                                   load_output=False)
-        for executor_id in sorted({w.executor_id for w in pending if w.executor_id}):
+        holding = {w.executor_id for w in pending if w.executor_id}
+        for executor_id in sorted(holding):
             if await liveness.claim(executor_id, self.options.dead_after, self._lease):
                 handles = await asyncio.to_thread(recover_pending_workflows, [executor_id])
                 self.recovered.append(executor_id)
                 log.warning("worker %s recovered %d run(s) of dead worker %s", self.executor_id, len(handles),
                             executor_id)
+        if forgotten := await liveness.forget(sorted(set(dead) - holding), self.options.forget_after):
+            log.info("worker %s forgot %d long-dead worker(s)", self.executor_id, forgotten)
 
     async def _cancel_cancelled(self, liveness: Liveness) -> None:
         """Stop the runs held here that a client cancelled (``DistributedFleet.cancel``)."""
