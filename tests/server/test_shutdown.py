@@ -17,6 +17,7 @@ from server_helpers import TETHER, bearer, free_port, sse_frames, wait_for_port
 from tether.store.sql import open_store
 
 TASK = " ".join(f"step{i}" for i in range(40))
+LONG_TASK = " ".join(f"step{i}" for i in range(200))  # echoed at 30 ms a word: a run of about six seconds
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -109,6 +110,58 @@ async def test_sigterm_leaves_the_run_resumable_and_the_next_start_finishes_it(t
     finally:
         assert second.stop() in (0, -signal.SIGTERM)
     assert "resumed 1 run(s)" in second.log.read_text()
+
+
+async def test_a_killed_services_run_is_finished_by_the_next_start_on_the_host_not_by_a_live_neighbour(
+        tmp_path, slow_fake_api):
+    port, other = free_port(), free_port()
+    toml = config(tmp_path, port)
+    environ = env(tmp_path, ANTHROPIC_API_KEY="sk-ant-kill-test", ANTHROPIC_BASE_URL=slow_fake_api)
+    token = make_token(toml, environ)
+    url = f"http://127.0.0.1:{port}"
+
+    first = Serve(tmp_path, toml, port, environ, "first")
+    run = httpx2.post(f"{url}/v1/runs", json={"task": LONG_TASK}, headers=bearer(token)).json()
+    seen = []
+    with httpx2.stream("GET", f"{url}/v1/runs/{run['id']}/events", headers=bearer(token), timeout=30) as response:
+        for frame in sse_frames(response):
+            seen.append(frame)
+            if sum(f.get("event") == "text_delta" for f in seen) == 5:
+                break
+    # A second service on the same store while the first is alive leaves the first one's run alone.
+    neighbour = Serve(tmp_path, toml, other, environ, "neighbour", "--port", str(other))
+    try:
+        assert httpx2.get(f"http://127.0.0.1:{other}/v1/runs/{run['id']}", headers=bearer(token)).status_code == 404
+    finally:
+        assert neighbour.stop() in (0, -signal.SIGTERM)
+    first.process.kill()
+    first.process.wait(10)
+
+    store = await open_store(str(tmp_path / "sessions.db"))
+    try:
+        record = (await store.get(run["session_id"])).metadata["service"]
+        assert (record["state"], record["owner"]["pid"]) == ("submitted", first.process.pid)
+    finally:
+        await store.close()
+
+    second = Serve(tmp_path, toml, port, environ, "second")
+    try:
+        last = seen[-1]["id"]
+        with httpx2.stream("GET", f"{url}/v1/runs/{run['id']}/events", timeout=30,
+                           headers={**bearer(token), "Last-Event-ID": last}) as response:
+            after = [frame for frame in sse_frames(response) if "event" in frame]  # not the keep-alive comments
+        assert after[0]["event"] == "gap", "what the killed process sent after `last` is unknown: the stream says so"
+        missed = after.pop(0)["data"]["missed"]
+        ids = [int(f["id"]) for f in after if "id" in f]
+        assert ids == list(range(int(last) + 1 + missed, int(last) + 1 + missed + len(ids)))
+        assert after[-1]["data"]["status"] == "completed" and after[-1]["data"]["outcome"]["text"] == LONG_TASK
+        session = httpx2.get(f"{url}/v1/sessions/{run['session_id']}", headers=bearer(token)).json()
+        assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
+        assert session["status"] == "completed"
+    finally:
+        assert second.stop() in (0, -signal.SIGTERM)
+    assert "1 of a process that ended without one" in second.log.read_text()
+    assert "resumed" not in neighbour.log.read_text()
 
 
 def test_serve_refuses_a_configuration_with_problems_and_says_what_to_change(tmp_path):

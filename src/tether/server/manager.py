@@ -24,9 +24,13 @@ the task not yet begun). **Start** (``resume``): those sessions are found and ea
 under its old id, its event numbers going on where they stopped. A follow-up whose execution had
 not begun is resubmitted with its text; one that had begun is finished from the store.
 
-A process killed without a shutdown (SIGKILL, a crash) leaves its sessions ``running``; they are
-not resumed automatically (another process may own them): continue one with ``POST /v1/runs``
-and its ``session_id``.
+A process killed without a shutdown (SIGKILL, a crash) leaves its sessions ``running``, their
+record naming the process (host, pid and the kernel's start time of the process, so a reused pid
+is not taken for it). The next service to start on the same host resumes those whose process is
+gone, like the ones stopped at shutdown; what the dead process streamed since the submit is
+unknown, so their event numbers jump ahead (a reader sees a ``gap``). A run of another host's
+process is left as it is (that process may be alive): continue it with ``POST /v1/runs`` and its
+``session_id``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import os
 import re
+import socket
 import uuid
 import warnings
 from collections.abc import Callable
@@ -66,6 +72,40 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")  # a session id that 
 
 def new_run_id() -> str:
     return f"run_{uuid.uuid4().hex[:20]}"
+
+
+def _started(pid: int) -> str | None:
+    """When the process ``pid`` started, as the kernel counts it (boot id and clock ticks since boot);
+    None if there is no such process, or no ``/proc`` to tell."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return None
+
+
+OWNER = {"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid())}
+
+
+def gone(owner: Any) -> bool:
+    """Whether the process that ``owner`` names (a run record's) is known to have ended: it ran on this
+    host, and no process with its pid has its start time. Another host's process cannot be told."""
+    if not isinstance(owner, dict) or owner.get("host") != OWNER["host"] or not isinstance(owner.get("pid"), int):
+        return False
+    if owner.get("started") is not None:
+        return _started(owner["pid"]) != owner["started"]
+    try:  # no /proc: the pid alone
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _record(info: SessionInfo) -> dict[str, Any]:
+    record = info.metadata.get(SERVICE)
+    return record if isinstance(record, dict) else {}
 
 
 def session_totals(info: SessionInfo) -> Totals:
@@ -148,7 +188,7 @@ class RunManager:
         if base is not None or record.get("run_id") != run.id:
             record = {"run_id": run.id, "config": run.config.to_dict(), "created_at": run.created_at.isoformat(),
                       "base": (base or Totals()).__dict__, "task": run.task}
-        record.update(state="submitted", pending_task=task,
+        record.update(state="submitted", pending_task=task, owner=OWNER, next_seq=run.log.next_seq,
                       messages_at_submit=len(await self.store.messages(run.session_id)))
         await self.store.update(run.session_id, metadata={**info.metadata, SERVICE: record})
         handle = self.fleet.submit(self._spec(run, task))
@@ -227,33 +267,43 @@ class RunManager:
         await self.store.update(run.session_id, status="interrupted", metadata={**info.metadata, SERVICE: record})
 
     async def resume(self) -> list[ServiceRun]:
-        """Resubmit the runs a previous process stopped at shutdown."""
-        found: list[SessionInfo] = []
-        offset = 0
-        while True:
-            page = await self.store.list(SessionQuery(status="interrupted", limit=200, offset=offset))
-            found += [info for info in page if (info.metadata.get(SERVICE) or {}).get("state") == "resume"]
-            if len(page) < 200:
-                break
-            offset += 200
+        """Resubmit the runs a previous process stopped at shutdown, and those of a process on this
+        host that ended without one."""
+        stopped = [info for info in await self._sessions("interrupted") if _record(info).get("state") == "resume"]
+        orphaned = [info for info in await self._sessions("running")
+                    if _record(info).get("state") == "submitted" and gone(_record(info).get("owner"))]
         resumed = []
-        for info in found:
+        for info in stopped + orphaned:
             try:
                 resumed.append(await self._resume(info))
             except (TetherError, KeyError, TypeError, ValueError) as exc:
                 log.warning("could not resume the run of session %s: %s: %s", info.id, type(exc).__name__, exc)
         if resumed:
-            log.info("resumed %d run(s) stopped by the last shutdown", len(resumed))
+            log.info("resumed %d run(s): %d stopped by the last shutdown, %d of a process that ended without one",
+                     len(resumed), len(stopped), len(orphaned))
         return resumed
+
+    async def _sessions(self, status: str) -> list[SessionInfo]:
+        found: list[SessionInfo] = []
+        while True:
+            page = await self.store.list(SessionQuery(status=status, limit=200, offset=len(found)))
+            found += page
+            if len(page) < 200:
+                return found
 
     async def _resume(self, info: SessionInfo) -> ServiceRun:
         record = info.metadata[SERVICE]
         config = RunConfig.from_dict(record["config"])
+        messages = len(await self.store.messages(info.id))
+        since = messages - int(record.get("messages_at_submit", 0))
+        first = int(record.get("next_seq", 1))
+        if record["state"] == "submitted":  # its process died: how many events it sent since is unknown
+            first += self.log_capacity * (1 + since)  # more than one message's worth each
         run = ServiceRun(record["run_id"], info.id, config, redact=self.redact, task=record.get("task"),
-                         log=EventLog(self.log_capacity, first=int(record.get("next_seq", 1))))
+                         log=EventLog(self.log_capacity, first=first))
         run.created_at = dt.datetime.fromisoformat(record["created_at"])
         run.totals = session_totals(info).minus(Totals(**record.get("base") or {}))
-        begun = len(await self.store.messages(info.id)) > int(record.get("messages_at_submit", 0))
+        begun = since > 0
         self.runs[run.id] = run
         self._claimed[info.id] = run.id
         await self._submit(run, None if begun else record.get("pending_task"))
