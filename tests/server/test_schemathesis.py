@@ -29,7 +29,7 @@ def live(tmp_path_factory):
     with FakeAPI() as fake:
         base = AnthropicClient(api_key=key, base_url=fake.base_url, max_retries=0)
         app = create_app(settings_for(fake, key, tmp), ServiceOptions(workspaces=tmp / "w", heartbeat=0.2), base=base)
-        with LiveService(app) as service:
+        with LiveService(app, close=base.aclose) as service:
             made = asyncio.run_coroutine_threadsafe(service.service.tokens.create("fuzz", "admin", "team-a"),
                                                     service.loop)
             service.token = made.result(10)[1]
