@@ -120,3 +120,22 @@ async def test_a_zero_budget_refuses_at_once_and_a_bad_tenant_name_is_a_config_e
         await TenantBudgets(BudgetSettings(tenants={"free": 0.0}), nothing).check("free")
     with pytest.raises(ConfigError, match="server.budgets.tenants names 'no spaces please'"):
         TenantBudgets(BudgetSettings(tenants={"no spaces please": 1.0}), nothing)
+
+
+async def test_metrics_show_the_budgets_a_token_may_see(fake, key, tmp_path):
+    budgets = {"server.budgets.default": 5, "server.budgets.tenants": {"team-b": 7}}
+    async with open_harness(fake, key, tmp_path, **budgets) as h:
+        mine, admin = await h.token("read,run", "team-a"), await h.token("read,admin", "ops")
+        await h.token("read,run", "team-b")
+        run = await h.run(mine, task="spend a little")
+        await h.settled(run["id"])
+        spent = (await h.client.get("/v1/usage", headers=bearer(mine))).json()["total"]["dollars"]
+        assert spent > 0
+
+        text = (await h.client.get("/metrics", headers=bearer(mine))).text
+        assert 'tether_budget_limit_dollars{tenant="team-a"} 5.000000' in text
+        assert f'tether_budget_spent_dollars{{tenant="team-a"}} {spent:.6f}' in text
+        assert 'tenant="team-b"' not in text, "a tenant sees its own budget only"
+        everyone = (await h.client.get("/metrics", headers=bearer(admin))).text
+        assert 'tether_budget_limit_dollars{tenant="team-b"} 7.000000' in everyone
+        assert 'tether_budget_spent_dollars{tenant="team-b"} 0.000000' in everyone

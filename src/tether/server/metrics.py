@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tether.agent import events as ev
 from tether.api.client import ModelClient
@@ -84,7 +85,8 @@ class Metrics:
         return self.tokens["cache_read"] / prompt if prompt else 0.0
 
     def render(self, *, runs: Mapping[str, int], fleet: FleetStats, circuits: Mapping[str, str],
-               streams: int) -> str:
+               streams: int, budgets: Iterable[Mapping[str, Any]] = ()) -> str:
+        """``budgets``: the month's rows of the tenants the caller may see (as ``/v1/usage`` shows them)."""
         out: list[str] = []
 
         def metric(name: str, kind: str, text: str, samples: Iterable[str]) -> None:
@@ -119,6 +121,12 @@ class Metrics:
         metric("tether_circuit_state", "gauge", "Circuit breakers: 0 closed, 1 half open, 2 open.",
                (f"tether_circuit_state{_labels({'circuit': c})} {CIRCUIT.get(s, 2)}" for c, s in sorted(circuits.items())))
         metric("tether_event_streams", "gauge", "Open event streams.", [f"tether_event_streams {streams}"])
+        budgets = list(budgets)
+        metric("tether_budget_limit_dollars", "gauge", "Each tenant's budget for the month (UTC), if it has one.",
+               (f"tether_budget_limit_dollars{_labels({'tenant': b['tenant']})} {b['limit']:.6f}"
+                for b in budgets if b["limit"] is not None))
+        metric("tether_budget_spent_dollars", "gauge", "What each tenant has spent this month (UTC).",
+               (f"tether_budget_spent_dollars{_labels({'tenant': b['tenant']})} {b['spent']:.6f}" for b in budgets))
         return "\n".join(out) + "\n"
 
 

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from tether.server.bodies import TokenCreate
 from tether.server.openapi import document
+from tether.server.routes_sessions import budget_view
 from tether.server.routing import Call, Operation, route
 
 ROUTES: list[Operation] = []
@@ -55,8 +56,9 @@ async def readyz(call: Call) -> Response:
 async def metrics(call: Call) -> Response:
     service = call.service
     runs = Counter(run.status for run in service.manager.runs.values())
+    budgets = await budget_view(call, None if "admin" in call.token.scopes else call.token.tenant)
     text = service.metrics.render(runs=runs, fleet=service.manager.fleet.stats, circuits=service.breakers.states(),
-                                  streams=len(service.streams.readers))
+                                  streams=len(service.streams.readers), budgets=(budgets or {}).get("tenants", ()))
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -138,10 +138,10 @@ async def get_usage(call: Call) -> Response:
     rows = await usage(call.service.store, by=by, tenant=tenant)  # type: ignore[arg-type]
     total = {k: sum(r[k] for r in rows) for k in ("turns", "input_tokens", "output_tokens", "cache_read_tokens",
                                                   "cache_write_tokens", "dollars")}
-    return JSONResponse({"by": by, "rows": rows, "total": total, "budgets": await _budgets(call, tenant)})
+    return JSONResponse({"by": by, "rows": rows, "total": total, "budgets": await budget_view(call, tenant)})
 
 
-async def _budgets(call: Call, tenant: str | None) -> dict | None:
+async def budget_view(call: Call, tenant: str | None) -> dict | None:
     """This month's budgets: the caller's tenant's, or for an admin every tenant's (None: no budgets set)."""
     budgets = call.service.budgets
     if budgets is None:
