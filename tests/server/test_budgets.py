@@ -112,6 +112,23 @@ async def test_a_budget_is_counted_per_calendar_month_in_utc():
     assert next_month(month_of(dt.datetime(2026, 12, 15, tzinfo=dt.UTC))) == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
 
 
+async def test_what_other_processes_spend_is_read_from_the_store_again_every_half_minute():
+    now = [dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)]
+    in_store = {"team-a": 1.0}
+
+    async def spent_since(moment: dt.datetime) -> dict[str, float]:
+        return dict(in_store)
+
+    ledger = TenantBudgets(BudgetSettings(default=5.0), spent_since, clock=lambda: now[0])
+    await ledger.check("team-a")
+    in_store["team-a"] = 6.0  # another service process on the store spent it
+    now[0] += dt.timedelta(seconds=29)
+    await ledger.check("team-a")  # the count is not read again yet
+    now[0] += dt.timedelta(seconds=2)
+    with pytest.raises(ServiceError, match=r"\$6\.00 of \$5\.00"):
+        await ledger.check("team-a")
+
+
 async def test_a_zero_budget_refuses_at_once_and_a_bad_tenant_name_is_a_config_error():
     async def nothing(moment: dt.datetime) -> dict[str, float]:
         return {}

@@ -5,11 +5,11 @@ client is a ``BudgetClient`` that charges the scope ``tenant:<name>`` of the ten
 that started the run, so all the runs of a tenant share its budget.
 
 - **The window** is the calendar month in UTC; a budget renews on the 1st at 00:00 UTC.
-- **The count** is read from the store when the service starts and when a month begins: the dollars
-  of the turns recorded this month in the tenant's sessions (the sums of ``/v1/usage?by=tenant``),
-  so it survives a restart. In between, each model call adds its cost as it settles. Several service
-  processes on one store see each other's spending only when they read the store again (at a
-  restart or the next month), and deleting a session removes its turns from the next read.
+- **The count** is read from the store when the service starts, when a month begins and every
+  ``REFRESH`` (30 s) after: the dollars of the turns recorded this month in the tenant's sessions
+  (the sums of ``/v1/usage?by=tenant``), so it survives a restart and several service processes on
+  one store see each other's spending within half a minute. In between, each model call adds its
+  cost as it settles. Deleting a session removes its turns from the next read.
 - **Spent** means the count reached the limit. Then the tenant's model calls are refused with
   ``BudgetExhausted`` (category ``budget_exhausted``), so its running runs stop at their next turn,
   and ``check`` refuses its new runs and follow-ups with the service's error body (HTTP 402). The
@@ -34,6 +34,7 @@ from tether.server.tokens import check_tenant
 
 SpentSince = Callable[[dt.datetime], Awaitable[Mapping[str, float]]]  # tenant -> dollars since a moment
 PREFIX = "tenant:"
+REFRESH = dt.timedelta(seconds=30)  # how old the count read from the store may grow
 
 
 def scope(tenant: str) -> str:
@@ -71,20 +72,22 @@ class TenantBudgets:
         self._spent_since, self._clock = spent_since, clock
         self._limits: dict[str, Decimal | None] = {}  # set_limit's, by scope, over the settings
         self.period: dt.datetime | None = None  # the start of the month counted
+        self._read_at = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._spent: dict[str, Decimal] = {}
         self._held: dict[str, Decimal] = {}
         self._holds: dict[str, tuple[tuple[str, ...], Decimal]] = {}
         self._loading = asyncio.Lock()
 
     async def load(self) -> None:
-        """Read this month's spending from the store, if not read yet (at start and when a month begins)."""
+        """Read this month's spending from the store, unless it was read this month less than ``REFRESH`` ago."""
         async with self._loading:
-            start = month_of(self._clock())
-            if start == self.period:
+            now = self._clock()
+            start = month_of(now)
+            if start == self.period and now - self._read_at < REFRESH:
                 return
             spent = await self._spent_since(start)
             self._spent = {scope(tenant): Decimal(str(dollars)) for tenant, dollars in spent.items() if tenant}
-            self.period = start
+            self.period, self._read_at = start, now
 
     def limit_of(self, name: str) -> Decimal | None:
         if name in self._limits:
