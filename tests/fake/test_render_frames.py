@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tether.testing.fake.render import _delta
+from tether.testing.fake.render import _delta, _delta_head
 from tether.testing.fake.wire import sse_frame
 
 TRICKY = [
@@ -28,6 +28,6 @@ TRICKY = [
 )
 def test_a_delta_frame_is_what_sse_frame_gives(kind: str, field: str, value: str) -> None:
     data = {"type": "content_block_delta", "index": 12, "delta": {"type": kind, field: value}}
-    frame = _delta(12, kind, field, value)
+    frame = _delta(_delta_head(12, kind, field), value)
     assert frame == sse_frame(data)
     assert json.loads(frame.split("\ndata: ", 1)[1]) == data

@@ -36,6 +36,7 @@ web-search and citations toggles that the real API renders between tools and sys
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,7 @@ from tether.api.catalog import ModelInfo
 from tether.api.tokens import MESSAGE_OVERHEAD, block_tokens, message_blocks, system_blocks, text_tokens
 from tether.api.types import compact_encoder
 from tether.testing.fake.clock import Clock
+from tether.testing.fake.errors import invalid
 
 LOOKBACK = 20
 MAX_BREAKPOINTS = 4
@@ -96,10 +98,10 @@ class _Item:
     overhead: int  # the MESSAGE_OVERHEAD of the messages that start at this block
     roles: tuple[str, ...]  # roles of the messages that start at this block
     cacheable: bool
+    marker: Any = field(init=False)  # the block's cache_control, read by every check
 
-    @property
-    def marker(self) -> Any:
-        return self.block.get("cache_control")
+    def __post_init__(self) -> None:
+        self.marker = self.block.get("cache_control")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,12 @@ def _framed(text: str) -> bytes:
     return len(data).to_bytes(8, "big") + data
 
 
+@functools.lru_cache(maxsize=256)
+def _head(section: str, roles: tuple[str, ...]) -> str:
+    """``_json([section, list(roles)])`` without its closing bracket (a few values, each made once)."""
+    return _json([section, list(roles)])[:-1]
+
+
 def _items(request: Mapping[str, Any]) -> Iterator[_Item]:
     for i, tool in enumerate(request.get("tools") or ()):
         yield _Item("tools", f"tools.{i}", tool, 0, (), True)
@@ -202,8 +210,7 @@ class _Prompt:
         context = _canon(["context", _context(request)])
         for item in items:
             block = _json(_strip(item.block))
-            head = _json([item.section, list(item.roles)])
-            data = _framed(f"{head[:-1]},{block}]")  # = _canon([section, roles, stripped block])
+            data = _framed(f"{_head(item.section, item.roles)},{block}]")  # = _canon([section, roles, block])
             if item.section == "messages" and not messages:
                 chain.update(context)
             chain.update(data)
@@ -258,7 +265,10 @@ def _check_control(path: str, control: Any) -> str | None:
 
 def validate(request: Mapping[str, Any]) -> str | None:
     """The 400 message the real API gives for the request's cache markers, or None if they are fine."""
-    items = list(_items(request))
+    return _check_markers(list(_items(request)), request.get("cache_control"))
+
+
+def _check_markers(items: list[_Item], top: Any) -> str | None:
     for item in items:
         if item.marker is None:
             continue
@@ -266,7 +276,6 @@ def validate(request: Mapping[str, Any]) -> str | None:
             return f"{item.path}.{item.block.get('type')}.cache_control: Extra inputs are not permitted"
         if error := _check_control(f"{item.path}.cache_control", item.marker):
             return error
-    top = request.get("cache_control")
     if top is not None and (error := _check_control("cache_control", top)):
         return error
     found = sum(item.marker is not None for item in items) + (top is not None)
@@ -326,14 +335,16 @@ class CacheModel:
         return validate(request)
 
     def lookup(self, key: str, request: Mapping[str, Any], info: ModelInfo) -> CachePlan:
-        """Plan the request's cache reads and writes at its start (now); see the module rules."""
+        """Plan the request's cache reads and writes at its start (now); see the module rules.
+        Markers that ``validate`` refuses raise its 400 (checked here on the prompt flattened once)."""
+        prompt = _Prompt.build(request, info.id)
+        marker = request.get("cache_control")
+        if (error := _check_markers(prompt.items, marker)) is not None:
+            raise invalid(error)
         start = self._clock.now()
         store = self._live_store(key, start)
-        prompt = _Prompt.build(request, info.id)
         points = [
-            p
-            for p in _breakpoints(prompt.items, request.get("cache_control"))
-            if prompt.ends[p.index] >= info.min_cache_tokens
+            p for p in _breakpoints(prompt.items, marker) if prompt.ends[p.index] >= info.min_cache_tokens
         ]
         hits = [hit for p in points if (hit := _probe(store.entries, prompt.keys, p.index)) is not None]
         top = max(hits, default=-1)

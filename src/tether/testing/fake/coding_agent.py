@@ -54,14 +54,26 @@ class CodingAgent:
             raise ValueError("a run has at least one turn")
         self.turns, self.seed, self.parallel_rate = turns, seed, parallel_rate
         self.files = project(seed, files=files, root=root)
+        self._made: dict[tuple[int, bool, Toolbox], Turn] = {}
 
     def __call__(self, request: dict[str, Any]) -> Turn:
         step = sum(1 for m in request.get("messages") or () if m.get("role") == "assistant")
+        thinks = (request.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+        tools = Toolbox.of(request.get("tools") or ())
+        if tools.other is not None or step >= self.turns:  # rare: made afresh
+            return self._turn(step, thinks, tools)
+        # A turn depends on nothing else, and the fake copies blocks before it fills them in: every
+        # run asks for the same few turns, each made once.
+        key = (step, thinks, tools)
+        if key not in self._made:
+            self._made[key] = self._turn(step, thinks, tools)
+        return self._made[key]
+
+    def _turn(self, step: int, thinks: bool, tools: Toolbox) -> Turn:
         rng = random.Random(f"{self.seed}:{step}")
         blocks: list[Block] = []
-        if (request.get("thinking") or {}).get("type") in ("enabled", "adaptive"):
+        if thinks:
             blocks.append(thinking(prose.thinking(rng)))
-        tools = Toolbox.of(request.get("tools") or ())
         if step >= self.turns - 1 or tools.empty:
             blocks.append(text(self._summary(rng, step)))
             return Turn(blocks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
+from tether.api.tokens import text_tokens
 from tether.testing.fake.errors import APIFailure
 from tether.testing.fake.exchange import JSON_TYPE, SSE_TYPE, Exchange
 from tether.testing.fake.faults import ResetMidStream, Stall, StreamError
@@ -26,8 +27,12 @@ async def stream(
     await ex.start(200, SSE_TYPE)
     if latency.first_token and not await ex.pause(latency.first_token):
         return
+    if cut is None and not latency.per_token:  # nothing falls due before the end: one write
+        on_start()
+        await ex.write(_joined(frame for frame, _ in events), more=False)
+        return
     frames: list[str] = []
-    for n, (frame, tokens) in enumerate(events):
+    for n, (frame, text) in enumerate(events):
         if cut is not None and n == cut.after_events:
             if not await _strike(ex, frames, cut):
                 return
@@ -36,17 +41,17 @@ async def stream(
         if n == 0:
             on_start()
         frames.append(frame)
-        if tokens and latency.per_token:
+        if text and latency.per_token:
             await ex.write(_joined(frames))
             frames.clear()
-            if not await ex.pause(latency.per_token * tokens):
+            if not await ex.pause(latency.per_token * text_tokens(text)):
                 return
     if cut is not None and not await _strike(ex, frames, cut):
         return
     await ex.write(_joined(frames), more=False)
 
 
-def _joined(frames: list[str]) -> bytes:
+def _joined(frames: Iterable[str]) -> bytes:
     return "".join(frames).encode()
 
 

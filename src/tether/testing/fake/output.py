@@ -43,10 +43,9 @@ class Composer:
             return Output([], "max_tokens", None, None, 0, 0, None)
         blocks = [self._complete(block) for block in turn.content]
         blocks, sequence = cut_at_stop_sequence(blocks, request.get("stop_sequences") or ())
-        blocks, truncated = self._fit(blocks, limit)
+        blocks, tokens, truncated = self._fit(blocks, limit)
         reason = _stop_reason(turn, blocks, sequence, truncated, limit_reason)
         details = (turn.stop_details or _refusal()) if reason == "refusal" else None
-        tokens = [block_tokens(b) for b in blocks]
         thinking = sum(t for b, t in zip(blocks, tokens, strict=True) if "thinking" in b["type"])
         return Output(blocks, reason, sequence, details, max(1, sum(tokens)), thinking, _server_uses(blocks))
 
@@ -69,20 +68,24 @@ class Composer:
             block.setdefault("text", "")
         return block
 
-    def _fit(self, blocks: list[Block], limit: int) -> tuple[list[Block], bool]:
+    def _fit(self, blocks: list[Block], limit: int) -> tuple[list[Block], list[int], bool]:
+        """The blocks that fit in ``limit`` tokens, the tokens of each, and whether any was cut."""
         kept: list[Block] = []
+        costs: list[int] = []
         used = 0
         for block in blocks:
             cost = block_tokens(block)
             if used + cost <= limit:
                 kept.append(block)
+                costs.append(cost)
                 used += cost
                 continue
             cut = self._cut(block, limit - used)
             if cut is not None:
                 kept.append(cut)
-            return kept, True
-        return kept, False
+                costs.append(block_tokens(cut))
+            return kept, costs, True
+        return kept, costs, False
 
     def _cut(self, block: Block, budget: int) -> Block | None:
         """The longest prefix of a text or thinking block that costs at most ``budget`` tokens."""

@@ -17,14 +17,13 @@ from itertools import pairwise
 from json.encoder import encode_basestring
 from typing import Any
 
-from tether.api.tokens import text_tokens
 from tether.api.types import dumps
 from tether.testing.fake.output import Output
 from tether.testing.fake.turns import Block
 from tether.testing.fake.wire import sse_frame
 
 TOOL_BLOCKS = {"tool_use", "server_tool_use"}
-Event = tuple[str, int]  # the event's SSE frame, and the output tokens it carries
+Event = tuple[str, str]  # the event's SSE frame, and the output text it carries ("" if none)
 PING = sse_frame({"type": "ping"})
 
 
@@ -64,8 +63,8 @@ def events(
 ) -> Iterator[Event]:
     start_usage = {**cache, "output_tokens": 1, "service_tier": "standard"}
     start = {**shell, "content": [], "stop_reason": None, "stop_sequence": None, "stop_details": None}
-    yield sse_frame({"type": "message_start", "message": {**start, "usage": start_usage}}), 0
-    yield PING, 0
+    yield sse_frame({"type": "message_start", "message": {**start, "usage": start_usage}}), ""
+    yield PING, ""
     for index, block in enumerate(output.content):
         yield from _block_events(index, block, rng, pieces)
     delta = {
@@ -73,8 +72,8 @@ def events(
         "stop_sequence": output.stop_sequence,
         "stop_details": output.stop_details,
     }
-    yield sse_frame({"type": "message_delta", "delta": delta, "usage": usage(cache, output)}), 0
-    yield sse_frame({"type": "message_stop"}), 0
+    yield sse_frame({"type": "message_delta", "delta": delta, "usage": usage(cache, output)}), ""
+    yield sse_frame({"type": "message_stop"}), ""
 
 
 def _block_events(index: int, block: Block, rng: random.Random, pieces: Pieces) -> Iterator[Event]:
@@ -83,16 +82,15 @@ def _block_events(index: int, block: Block, rng: random.Random, pieces: Pieces) 
         yield from _text_events(index, block, rng, pieces)
     elif kind == "thinking":
         yield _start(index, {"type": "thinking", "thinking": "", "signature": ""})
-        for piece in _pieces(block["thinking"], rng, pieces):
-            yield _delta(index, "thinking_delta", "thinking", piece), text_tokens(piece)
-        yield _delta(index, "signature_delta", "signature", block["signature"]), 0
+        yield from _pieces(_delta_head(index, "thinking_delta", "thinking"), block["thinking"], rng, pieces)
+        yield _delta(_delta_head(index, "signature_delta", "signature"), block["signature"]), ""
     elif kind in TOOL_BLOCKS:
         yield _start(index, {**block, "input": {}})
-        for fragment in _json_fragments(dumps(block["input"]), rng, pieces):
-            yield _delta(index, "input_json_delta", "partial_json", fragment), _tokens(fragment)
+        head = _delta_head(index, "input_json_delta", "partial_json")
+        yield from [(_delta(head, f), f) for f in _json_fragments(dumps(block["input"]), rng, pieces)]
     else:  # redacted_thinking, server tool results, ...: whole in the start event
         yield _start(index, block)
-    yield sse_frame({"type": "content_block_stop", "index": index}), 0
+    yield sse_frame({"type": "content_block_stop", "index": index}), ""
 
 
 def _text_events(index: int, block: Block, rng: random.Random, pieces: Pieces) -> Iterator[Event]:
@@ -101,34 +99,36 @@ def _text_events(index: int, block: Block, rng: random.Random, pieces: Pieces) -
     yield _start(index, {**head, "text": "", **({"citations": []} if citations else {})})
     for citation in citations or ():
         delta = {"type": "citations_delta", "citation": citation}
-        yield sse_frame({"type": "content_block_delta", "index": index, "delta": delta}), 0
-    for piece in _pieces(block["text"], rng, pieces):
-        yield _delta(index, "text_delta", "text", piece), text_tokens(piece)
+        yield sse_frame({"type": "content_block_delta", "index": index, "delta": delta}), ""
+    yield from _pieces(_delta_head(index, "text_delta", "text"), block["text"], rng, pieces)
 
 
 def _start(index: int, content_block: Mapping[str, Any]) -> Event:
-    return sse_frame({"type": "content_block_start", "index": index, "content_block": content_block}), 0
+    return sse_frame({"type": "content_block_start", "index": index, "content_block": content_block}), ""
 
 
-def _delta(index: int, kind: str, field: str, value: str) -> str:
+def _delta_head(index: int, kind: str, field: str) -> str:
     """The frame of ``{"type": "content_block_delta", "index": index, "delta": {"type": kind, field:
-    value}}``, written out: these are nearly all of a stream's events, and the JSON encoder costs
-    several times more than this (``sse_frame`` gives the same bytes; a test holds them equal)."""
+    value}}`` up to the value, written out (``_delta`` adds the value): these are nearly all of a
+    stream's events, and the JSON encoder costs several times more than this (``sse_frame`` gives
+    the same bytes; a test holds them equal). A block's deltas share one head."""
     return (
         f'event: content_block_delta\ndata: {{"type":"content_block_delta","index":{index},'
-        f'"delta":{{"type":"{kind}","{field}":{encode_basestring(value)}}}}}\n\n'
+        f'"delta":{{"type":"{kind}","{field}":'
     )
 
 
-def _tokens(fragment: str) -> int:
-    return text_tokens(fragment) if fragment else 0
+def _delta(head: str, value: str) -> str:
+    return f"{head}{encode_basestring(value)}}}}}\n\n"
 
 
-def _pieces(value: str, rng: random.Random, pieces: Pieces) -> Iterator[str]:
+def _pieces(head: str, value: str, rng: random.Random, pieces: Pieces) -> Iterator[Event]:
+    """The deltas of ``value`` in pieces of random length, each drawn as its event is taken."""
     position = 0
     while position < len(value):
         size = rng.randint(pieces.text_min, pieces.text_max)
-        yield value[position : position + size]
+        piece = value[position : position + size]
+        yield _delta(head, piece), piece
         position += size
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import random
@@ -49,8 +50,7 @@ class Signer:
         self._scripted: set[str] = set()
 
     def sign(self, thinking: str) -> str:
-        digest = hmac.new(self._secret, thinking.encode(), hashlib.sha256).digest()
-        return "Eq" + base64.b64encode(digest * 3).decode()
+        return _signature(self._secret, thinking)
 
     def remember(self, signature: str) -> None:
         self._scripted.add(signature)
@@ -61,6 +61,10 @@ class Signer:
         return hmac.compare_digest(signature, self.sign(thinking))
 
 
+@functools.lru_cache(maxsize=1024)  # a thought comes back in every later request of its run
+def _signature(secret: bytes, thinking: str) -> str:
+    digest = hmac.new(secret, thinking.encode(), hashlib.sha256).digest()
+    return "Eq" + base64.b64encode(digest * 3).decode()
 
 
 def json_bytes(value: Any) -> bytes:
