@@ -370,10 +370,14 @@ class Run:
         """
         extra = [TextBlock(follow_up)] if follow_up else []
         finished: dict[str, ev.ToolResult] = {}
+        # Each call's result goes to the journal as the call ends, without waiting for it: the last
+        # one's record and the results message are then written together (in one commit of a
+        # group-committing store). Either may land first: a resumed run reads the message if it has it.
+        records: list[asyncio.Task[None]] = []
 
         async def around(call: ToolUseBlock, execute) -> ToolResultBlock:
             started = time.monotonic()
-            result = await self._tool(call, execute, resumed)
+            result = await self._tool(call, execute, resumed, records)
             finished[call.id] = ev.ToolResult(call.id, call.name, result.content, bool(result.is_error),
                                               time.monotonic() - started)
             return result
@@ -382,15 +386,17 @@ class Run:
             results = await self.agent.runner.run(calls, self.id, around=around, workspace=self.agent.workspace,
                                                   gate=self._gate)
         except asyncio.CancelledError:
-            await self._append(Message("user", [*(_answer(c, finished, c.id in self.claimed) for c in calls),
-                                                *extra]))
+            await asyncio.gather(self._append(Message("user", [
+                *(_answer(c, finished, c.id in self.claimed) for c in calls), *extra])), *records)
             raise
-        await self._append(Message("user", [*results, *extra]))
+        await asyncio.gather(self._append(Message("user", [*results, *extra])), *records)
         for call in calls:
             yield finished[call.id]
 
-    async def _tool(self, call: ToolUseBlock, execute, resumed: bool) -> ToolResultBlock:
-        """One call: what an earlier run recorded of it, the hooks, the call, the journal's record."""
+    async def _tool(self, call: ToolUseBlock, execute, resumed: bool,
+                    records: list[asyncio.Task[None]]) -> ToolResultBlock:
+        """One call: what an earlier run recorded of it, the hooks, the call, the journal's record
+        (a task added to ``records``)."""
         if resumed:
             claim = await self.journal.claim(call)
             if isinstance(claim, ToolResultBlock):
@@ -407,7 +413,7 @@ class Run:
             call, ToolContext(self.id, call.id, workspace=self.agent.workspace, gate=self._gate))
         result = await self.agent.hooks.after_tool(call, result) or result
         if call.id in self.claimed:
-            await self.journal.tool_finished(call, result)
+            records.append(asyncio.ensure_future(self.journal.tool_finished(call, result)))
         return result
 
     async def _gate(self, call: ToolUseBlock) -> ToolOutput | None:
