@@ -84,13 +84,16 @@ def _started(pid: int) -> str | None:
         return None
 
 
-OWNER = {"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid())}
+def this_process() -> dict[str, Any]:
+    """This process, as a run's record names its owner (read each time: a forked child is another)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid())}
 
 
 def gone(owner: Any) -> bool:
     """Whether the process that ``owner`` names (a run record's) is known to have ended: it ran on this
     host, and no process with its pid has its start time. Another host's process cannot be told."""
-    if not isinstance(owner, dict) or owner.get("host") != OWNER["host"] or not isinstance(owner.get("pid"), int):
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname() \
+            or not isinstance(owner.get("pid"), int):
         return False
     if owner.get("started") is not None:
         return _started(owner["pid"]) != owner["started"]
@@ -188,7 +191,7 @@ class RunManager:
         if base is not None or record.get("run_id") != run.id:
             record = {"run_id": run.id, "config": run.config.to_dict(), "created_at": run.created_at.isoformat(),
                       "base": (base or Totals()).__dict__, "task": run.task}
-        record.update(state="submitted", pending_task=task, owner=OWNER, next_seq=run.log.next_seq,
+        record.update(state="submitted", pending_task=task, owner=this_process(), next_seq=run.log.next_seq,
                       messages_at_submit=len(await self.store.messages(run.session_id)))
         await self.store.update(run.session_id, metadata={**info.metadata, SERVICE: record})
         handle = self.fleet.submit(self._spec(run, task))
