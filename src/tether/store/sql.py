@@ -262,8 +262,10 @@ def _turns(conn: sa.Connection, session_id: str) -> list[TurnRecord]:
 
 
 def _tool_started(conn: sa.Connection, session_id: str, statement: sa.Insert, values: dict[str, Any]) -> bool:
-    _require(conn, session_id)
-    return conn.execute(statement, values).rowcount == 1
+    try:
+        return conn.execute(statement, values).rowcount == 1
+    except sa.exc.IntegrityError:  # a taken key does nothing: what is left to break is the session's foreign key
+        raise NotFound(f"no session {session_id!r}") from None
 
 
 def _tool_finished(conn: sa.Connection, session_id: str, tool_use_id: str, result: str, now: dt.datetime) -> None:

@@ -287,6 +287,12 @@ class StoreConformance:
         with pytest.raises(NotFound):
             await store.tool_finished(sid, "toolu_never_started", result)
 
+    async def test_the_ledger_of_an_unknown_session_raises_not_found(self, store: SessionStore) -> None:
+        with pytest.raises(NotFound):
+            await store.tool_started(new_id(), "toolu_1", "bash", {})
+        with pytest.raises(NotFound):
+            await store.ledger(new_id())
+
     async def test_concurrent_tool_started_has_exactly_one_winner(self, store: SessionStore,
                                                                   make_store: MakeStore) -> None:
         sid = await self.session(store)
