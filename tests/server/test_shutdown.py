@@ -65,6 +65,37 @@ def make_token(toml: Path, environ: dict[str, str], scopes: str = "read,run") ->
     return out.stdout.strip()
 
 
+def start_and_watch(url: str, token: str, task: str) -> tuple[dict, str]:
+    """Start a run and read its events until five text deltas came: the run, and the last event id read."""
+    run = httpx2.post(f"{url}/v1/runs", json={"task": task}, headers=bearer(token)).json()
+    seen = []
+    with httpx2.stream("GET", f"{url}/v1/runs/{run['id']}/events", headers=bearer(token), timeout=30) as response:
+        for frame in sse_frames(response):
+            seen.append(frame)
+            if sum(f.get("event") == "text_delta" for f in seen) == 5:
+                break
+    return run, seen[-1]["id"]
+
+
+def events_after(url: str, token: str, run_id: str, last: str) -> tuple[list[dict], int]:
+    """The events after ``last`` to the run's end (not the keep-alive comments), their ids checked to
+    follow on, and how many the stream said were missed (its ``gap``: what a stopped process sent)."""
+    with httpx2.stream("GET", f"{url}/v1/runs/{run_id}/events", timeout=30,
+                       headers={**bearer(token), "Last-Event-ID": last}) as response:
+        after = [frame for frame in sse_frames(response) if "event" in frame]
+    missed = after.pop(0)["data"]["missed"] if after[0]["event"] == "gap" else 0
+    ids = [int(f["id"]) for f in after if "id" in f]
+    assert ids == list(range(int(last) + 1 + missed, int(last) + 1 + missed + len(ids)))
+    return after, missed
+
+
+def assert_finished(url: str, token: str, after: list[dict], session_id: str, task: str) -> None:
+    assert after[-1]["data"]["status"] == "completed" and after[-1]["data"]["outcome"]["text"] == task
+    session = httpx2.get(f"{url}/v1/sessions/{session_id}", headers=bearer(token)).json()
+    assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
+    assert session["status"] == "completed"
+
+
 async def test_sigterm_leaves_the_run_resumable_and_the_next_start_finishes_it(tmp_path, slow_fake_api):
     port = free_port()
     toml = config(tmp_path, port)
@@ -73,13 +104,7 @@ async def test_sigterm_leaves_the_run_resumable_and_the_next_start_finishes_it(t
     url = f"http://127.0.0.1:{port}"
 
     first = Serve(tmp_path, toml, port, environ, "first")
-    run = httpx2.post(f"{url}/v1/runs", json={"task": TASK}, headers=bearer(token)).json()
-    seen = []
-    with httpx2.stream("GET", f"{url}/v1/runs/{run['id']}/events", headers=bearer(token), timeout=30) as response:
-        for frame in sse_frames(response):
-            seen.append(frame)
-            if sum(f.get("event") == "text_delta" for f in seen) == 5:
-                break
+    run, last = start_and_watch(url, token, TASK)
     assert first.stop() in (0, -signal.SIGTERM)
     assert "resume when the service starts again" in first.log.read_text()
 
@@ -93,20 +118,11 @@ async def test_sigterm_leaves_the_run_resumable_and_the_next_start_finishes_it(t
 
     second = Serve(tmp_path, toml, port, environ, "second")
     try:
-        last = seen[-1]["id"]
-        with httpx2.stream("GET", f"{url}/v1/runs/{run['id']}/events", timeout=30,
-                           headers={**bearer(token), "Last-Event-ID": last}) as response:
-            after = list(sse_frames(response))
         # what the first process sent after `last`, if anything, is gone with it: the stream says so
-        missed = after.pop(0)["data"]["missed"] if after[0]["event"] == "gap" else 0
-        ids = [int(f["id"]) for f in after if "id" in f]
-        assert ids == list(range(int(last) + 1 + missed, int(last) + 1 + missed + len(ids)))
-        assert after[-1]["data"]["status"] == "completed" and after[-1]["data"]["outcome"]["text"] == TASK
+        after, _ = events_after(url, token, run["id"], last)
+        assert_finished(url, token, after, run["session_id"], TASK)
         got = httpx2.get(f"{url}/v1/runs/{run['id']}", headers=bearer(token)).json()
         assert got["status"] == "completed" and got["session_id"] == run["session_id"] and got["task"] == TASK
-        session = httpx2.get(f"{url}/v1/sessions/{run['session_id']}", headers=bearer(token)).json()
-        assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
-        assert session["status"] == "completed"
     finally:
         assert second.stop() in (0, -signal.SIGTERM)
     assert "resumed 1 run(s)" in second.log.read_text()
@@ -121,13 +137,7 @@ async def test_a_killed_services_run_is_finished_by_the_next_start_on_the_host_n
     url = f"http://127.0.0.1:{port}"
 
     first = Serve(tmp_path, toml, port, environ, "first")
-    run = httpx2.post(f"{url}/v1/runs", json={"task": LONG_TASK}, headers=bearer(token)).json()
-    seen = []
-    with httpx2.stream("GET", f"{url}/v1/runs/{run['id']}/events", headers=bearer(token), timeout=30) as response:
-        for frame in sse_frames(response):
-            seen.append(frame)
-            if sum(f.get("event") == "text_delta" for f in seen) == 5:
-                break
+    run, last = start_and_watch(url, token, LONG_TASK)
     # A second service on the same store while the first is alive leaves the first one's run alone.
     neighbour = Serve(tmp_path, toml, other, environ, "neighbour", "--port", str(other))
     try:
@@ -146,18 +156,9 @@ async def test_a_killed_services_run_is_finished_by_the_next_start_on_the_host_n
 
     second = Serve(tmp_path, toml, port, environ, "second")
     try:
-        last = seen[-1]["id"]
-        with httpx2.stream("GET", f"{url}/v1/runs/{run['id']}/events", timeout=30,
-                           headers={**bearer(token), "Last-Event-ID": last}) as response:
-            after = [frame for frame in sse_frames(response) if "event" in frame]  # not the keep-alive comments
-        assert after[0]["event"] == "gap", "what the killed process sent after `last` is unknown: the stream says so"
-        missed = after.pop(0)["data"]["missed"]
-        ids = [int(f["id"]) for f in after if "id" in f]
-        assert ids == list(range(int(last) + 1 + missed, int(last) + 1 + missed + len(ids)))
-        assert after[-1]["data"]["status"] == "completed" and after[-1]["data"]["outcome"]["text"] == LONG_TASK
-        session = httpx2.get(f"{url}/v1/sessions/{run['session_id']}", headers=bearer(token)).json()
-        assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
-        assert session["status"] == "completed"
+        after, missed = events_after(url, token, run["id"], last)
+        assert missed > 0, "what the killed process sent after `last` is unknown: the stream says so with a gap"
+        assert_finished(url, token, after, run["session_id"], LONG_TASK)
     finally:
         assert second.stop() in (0, -signal.SIGTERM)
     assert "1 of a process that ended without one" in second.log.read_text()

@@ -106,7 +106,8 @@ def gone(owner: Any) -> bool:
     return False
 
 
-def _record(info: SessionInfo) -> dict[str, Any]:
+def service_record(info: SessionInfo) -> dict[str, Any]:
+    """The service's record of the run of a session (empty if it has none)."""
     record = info.metadata.get(SERVICE)
     return record if isinstance(record, dict) else {}
 
@@ -187,7 +188,7 @@ class RunManager:
 
     async def _submit(self, run: ServiceRun, task: str | None, *, base: Totals | None = None) -> None:
         info = await self.sessions.get(run.session_id)
-        record = dict(info.metadata.get(SERVICE) or {})
+        record = dict(service_record(info))
         if base is not None or record.get("run_id") != run.id:
             record = {"run_id": run.id, "config": run.config.to_dict(), "created_at": run.created_at.isoformat(),
                       "base": (base or Totals()).__dict__, "task": run.task}
@@ -266,15 +267,15 @@ class RunManager:
 
     async def _mark_for_resume(self, run: ServiceRun) -> None:
         info = await self.sessions.get(run.session_id)
-        record = {**(info.metadata.get(SERVICE) or {}), "state": "resume", "next_seq": run.log.next_seq}
+        record = {**service_record(info), "state": "resume", "next_seq": run.log.next_seq}
         await self.store.update(run.session_id, status="interrupted", metadata={**info.metadata, SERVICE: record})
 
     async def resume(self) -> list[ServiceRun]:
         """Resubmit the runs a previous process stopped at shutdown, and those of a process on this
         host that ended without one."""
-        stopped = [info for info in await self._sessions("interrupted") if _record(info).get("state") == "resume"]
+        stopped = [info for info in await self._sessions("interrupted") if service_record(info).get("state") == "resume"]
         orphaned = [info for info in await self._sessions("running")
-                    if _record(info).get("state") == "submitted" and gone(_record(info).get("owner"))]
+                    if service_record(info).get("state") == "submitted" and gone(service_record(info).get("owner"))]
         resumed = []
         for info in stopped + orphaned:
             try:
@@ -297,19 +298,17 @@ class RunManager:
     async def _resume(self, info: SessionInfo) -> ServiceRun:
         record = info.metadata[SERVICE]
         config = RunConfig.from_dict(record["config"])
-        messages = len(await self.store.messages(info.id))
-        since = messages - int(record.get("messages_at_submit", 0))
+        added = len(await self.store.messages(info.id)) - int(record.get("messages_at_submit", 0))  # since the submit
         first = int(record.get("next_seq", 1))
         if record["state"] == "submitted":  # its process died: how many events it sent since is unknown
-            first += self.log_capacity * (1 + since)  # more than one message's worth each
+            first += self.log_capacity * (1 + added)  # more than one message's worth each
         run = ServiceRun(record["run_id"], info.id, config, redact=self.redact, task=record.get("task"),
                          log=EventLog(self.log_capacity, first=first))
         run.created_at = dt.datetime.fromisoformat(record["created_at"])
         run.totals = session_totals(info).minus(Totals(**record.get("base") or {}))
-        begun = since > 0
         self.runs[run.id] = run
         self._claimed[info.id] = run.id
-        await self._submit(run, None if begun else record.get("pending_task"))
+        await self._submit(run, None if added > 0 else record.get("pending_task"))  # begun: finished from the store
         return run
 
     def workspace(self, session_id: str) -> Path:

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from tether.server.bodies import ForkRequest
 from tether.server.errors import ServiceError, conflict, not_found
-from tether.server.manager import SERVICE
+from tether.server.manager import service_record
 from tether.server.routing import Call, Operation, route
 from tether.server.usage import usage
 from tether.store.base import SessionInfo, SessionQuery, SessionStatus
@@ -28,8 +28,7 @@ PAGE = 200
 
 
 def tenant_of(info: SessionInfo) -> str | None:
-    record = info.metadata.get(SERVICE)
-    return record.get("config", {}).get("tenant") if isinstance(record, dict) else None
+    return service_record(info).get("config", {}).get("tenant")
 
 
 def visible(call: Call, info: SessionInfo) -> bool:
@@ -38,7 +37,7 @@ def visible(call: Call, info: SessionInfo) -> bool:
 
 
 def session_dict(info: SessionInfo) -> dict:
-    record = info.metadata.get(SERVICE) if isinstance(info.metadata.get(SERVICE), dict) else {}
+    record = service_record(info)
     return {
         "id": info.id, "title": info.title, "tags": info.tags, "model": info.model, "status": info.status,
         "parent_id": info.parent_id, "fork_seq": info.fork_seq,
