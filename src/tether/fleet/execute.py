@@ -38,6 +38,14 @@ def policy_for(spec: RunSpec) -> PermissionPolicy | None:
     return PermissionPolicy(modes, default, approve=spec.approve)  # type: ignore[arg-type]
 
 
+def _workspace(path: str | None) -> tuple[Path, str | None]:
+    """The run's workspace (``path``, made if need be, or a new temporary folder) and its project
+    memory: the file work of a run's start, for one thread hop."""
+    root = Path(path) if path else Path(tempfile.mkdtemp(prefix="tether-run-"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root, project_memory(root)
+
+
 async def execute(spec: RunSpec, *, client: ModelClient, sessions: Sessions, settings: Settings,
                   observe: Observer | None = None) -> RunOutcome:
     """Run ``spec`` to its end, recorded in ``sessions``. A spec naming a stored session resumes it
@@ -46,14 +54,11 @@ async def execute(spec: RunSpec, *, client: ModelClient, sessions: Sessions, set
     Errors of the run itself (limits, API errors, refusals) are in the outcome, not raised.
     """
     async with contextlib.AsyncExitStack() as stack:  # the workspace made and removed off the event loop
-        if spec.workspace:
-            root = Path(spec.workspace)
-            await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-        else:
-            root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="tether-run-"))
+        root, memory = await asyncio.to_thread(_workspace, spec.workspace)
+        if not spec.workspace:
             stack.push_async_callback(asyncio.to_thread, shutil.rmtree, root, True)
         async with open_tools(spec.tools, Workspace(root)) as tools:
-            agent = Agent(client, system=spec.system, memory=project_memory(root), tools=tools,
+            agent = Agent(client, system=spec.system, memory=memory, tools=tools,
                           settings=settings_for(spec, settings), workspace=root, policy=policy_for(spec))
             try:
                 run = await sessions.new(agent, title=spec.title or (spec.task or "")[:80], tags=spec.tags,

@@ -6,10 +6,11 @@ timeouts (``APIConnectionError``), and errors inside a stream (an ``event: error
 type, or the connection cut mid-stream). 400, 401, 403, 404, 413 and anything with
 ``x-should-retry: false`` pass through at once. The wait before retry ``n`` (0-based) is the
 error's ``retry-after`` when it has one (up to ``max_retry_after``; longer, the error is raised),
-else ``min(base * 2**n, cap) * (1 - jitter * random())``, the SDK's formula.
+else ``min(base * 2**n, cap) * (1 - jitter * random())``, the SDK's formula (``tether.api.client.backoff``,
+which ``AnthropicClient`` follows too when it retries a stream that has not started).
 
 It only ever sees model calls, so a retry repeats a model call, never a tool call. Build the
-``AnthropicClient`` underneath with ``max_retries=0`` so that the SDK does not retry as well.
+``AnthropicClient`` underneath with ``max_retries=0`` so that it does not retry as well.
 
 **Streams.** A stream that fails before its first event is retried silently. One that fails after
 some events were yielded is retried too, announced by a ``StreamRestart`` event: the consumer
@@ -25,7 +26,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from tether.api.client import ModelClient
+from tether.api.client import ModelClient, backoff
 from tether.api.stream import StreamEvent, StreamRestart
 from tether.api.types import MessagesRequest, Response
 from tether.errors import APIConnectionError, APIStatusError
@@ -44,12 +45,6 @@ async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterato
         close = getattr(stream, "aclose", None)
         if close is not None:
             await close()
-
-
-def retryable(error: BaseException) -> bool:
-    if isinstance(error, APIStatusError):
-        return error.retryable
-    return isinstance(error, APIConnectionError)
 
 
 class RetryingClient:
@@ -85,12 +80,10 @@ class RetryingClient:
 
     def delay(self, error: BaseException, retry: int) -> float | None:
         """Seconds to wait before retry number ``retry`` (0-based) after ``error``; None: do not retry."""
-        if retry + 1 >= self.attempts or not retryable(error):
+        if retry + 1 >= self.attempts:
             return None
-        after = getattr(error, "retry_after", None)
-        if after is not None and after > 0:
-            return after if after <= self.max_retry_after else None
-        return min(self.base * 2**retry, self.cap) * (1.0 - self.jitter * self.rng.random())
+        return backoff(error, retry, base=self.base, cap=self.cap, jitter=self.jitter,
+                       max_retry_after=self.max_retry_after, rng=self.rng)
 
     async def _wait(self, error: BaseException, retry: int) -> None:
         delay = self.delay(error, retry)

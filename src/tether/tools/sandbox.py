@@ -13,6 +13,7 @@ still read whatever the user running tether can. Run tether inside a container o
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import resource
@@ -183,10 +184,12 @@ def session_size(sid: int) -> int:
 _PR_SET_DUMPABLE = 4
 
 
+@functools.cache
 def hide_own_environment() -> bool:
     """Make this process non-dumpable, so a tool running as the same user cannot read its
     environment (``/proc/<pid>/environ``, where the API key lives) or attach to it. Children are not
-    affected (``execve`` resets the flag). Root can still read it. True if the flag was set."""
+    affected (``execve`` resets the flag). Root can still read it. True if the flag was set; done
+    once per process (each run's tools ask for it)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
