@@ -98,3 +98,15 @@ def test_backoff_follows_the_sdks_formula_and_the_apis_retry_after():
     assert backoff(APIStatusError("400", status_code=400, error_type="invalid_request_error"), 0) is None
     assert backoff(APIConnectionError("reset"), 0, jitter=0.0) == 0.5
     assert backoff(ValueError("not the API's"), 0) is None
+
+
+async def test_a_proxy_named_by_the_environment_carries_the_streams(fake, key, monkeypatch):
+    # The fake API stands in for the proxy: the base URL names a port nothing listens on.
+    monkeypatch.setenv("HTTP_PROXY", fake.base_url)
+    fake.script(["through the proxy"], key=key)
+    async with AnthropicClient(api_key=key, base_url=f"http://127.0.0.1:{free_port()}", max_retries=0) as client:
+        assert await answer(client) == "through the proxy"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with AnthropicClient(api_key=key, base_url=f"http://127.0.0.1:{free_port()}", max_retries=0) as client:
+        with pytest.raises(APIConnectionError):
+            await answer(client)

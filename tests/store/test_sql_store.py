@@ -12,7 +12,15 @@ import sqlalchemy as sa
 
 from tether.api.types import dumps
 from tether.errors import ConfigError
-from tether.store import SessionInfo, SessionQuery, StoreConflict, StoredMessage, TurnRecord, open_store
+from tether.store import (
+    SessionInfo,
+    SessionQuery,
+    StoreConflict,
+    StoredMessage,
+    TurnRecord,
+    open_store,
+    schema,
+)
 from tether.store.engine import resolve_url
 from tether.testing.store_conformance import TRICKY_CONTENT, text_message
 
@@ -88,6 +96,34 @@ async def test_content_is_stored_as_the_compact_json_text(database_url: str) -> 
         assert stored == dumps(content)
     finally:
         await store.close()
+
+
+async def test_rows_are_stored_as_in_databases_written_before(tmp_path) -> None:
+    """The rows each write leaves, as SQLite holds them: naive UTC datetime text, compact JSON."""
+    now = dt.datetime(2024, 5, 6, 9, 8, 7, 654321, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    at = "2024-05-06 07:08:07.654321"
+    store = await open_store(str(tmp_path / "s.db"), clock=lambda: now)
+    try:
+        await store.create(SessionInfo("s", "m", "t", ["a"], metadata={"k": "☃"}))
+        await store.append("s", [StoredMessage(0, "assistant", [{"type": "text", "text": "hi"}])],
+                           TurnRecord(0, "m", 10, 5, 2, 1, 1, 0.5))
+        await store.tool_started("s", "toolu_1", "bash", {"command": "ls"})
+        await store.tool_finished("s", "toolu_1", {"ok": True})
+        await store.update("s", status="completed", tags=["b"])
+        await store.fork("s", 1, "f")
+    finally:
+        await store.close()
+    raw = sqlite3.connect(tmp_path / "s.db")
+    rows = {table.name: raw.execute(f"SELECT {', '.join(table.c.keys())} FROM {table.name} ORDER BY 1").fetchall()
+            for table in (schema.sessions, schema.messages, schema.turns, schema.tool_ledger)}
+    raw.close()
+    assert rows == {
+        "sessions": [("f", "t", '["b"]', "m", "idle", "s", 1, at, at, 0, 0, 0, 0, 0, 0.0, '{"k":"☃"}'),
+                     ("s", "t", '["b"]', "m", "completed", None, None, at, at, 1, 10, 5, 2, 2, 0.5, '{"k":"☃"}')],
+        "messages": [("s", 0, "assistant", '[{"type":"text","text":"hi"}]', "hi", at)],
+        "turns": [("s", 0, "m", 10, 5, 2, 1, 1, 0.5, at)],
+        "tool_ledger": [("s", "toolu_1", "bash", '{"command":"ls"}', "finished", '{"ok":true}', at, at)],
+    }
 
 
 async def test_deleting_a_parent_reparents_its_forks_to_the_grandparent(database_url: str) -> None:

@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import json
 import random
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -146,9 +148,9 @@ class AnthropicClient:
         """The session and the SDK's headers, in the event loop that will use them (the SDK names it)."""
         self._headers = {k: v for k, v in self._sdk.default_headers.items() if isinstance(v, str)}
         self._headers["x-stainless-retry-count"] = "0"
-        self._session = aiohttp.ClientSession(  # proxies and certificates from the environment, as httpx
+        self._session = aiohttp.ClientSession(  # certificates from the environment, as httpx reads them
             connector=aiohttp.TCPConnector(limit=self.connections, ssl=httpx2.create_ssl_context()),
-            timeout=self._timeout, trust_env=True)
+            timeout=self._timeout, proxy=_proxy_for(self._url))
 
     async def create(self, request: MessagesRequest) -> Response:
         body, options = _call(request)
@@ -174,6 +176,15 @@ class AnthropicClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``, ...), read once:
+    aiohttp's ``trust_env`` reads the environment and ``~/.netrc`` again for every request."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 @contextlib.contextmanager

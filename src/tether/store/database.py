@@ -12,7 +12,11 @@ returns; ``read`` does the same in a read transaction. Two ways to do that:
 - ``AsyncDatabase`` (PostgreSQL): each op in a transaction of its own on the async engine
   (``run_sync``), since the server handles concurrent writers itself.
 
-A unique or foreign key violation is a ``StoreConflict`` either way.
+Either way, the store's writes run their statements as ``Prepared`` ones, on the driver's cursor
+of the transaction's connection (see ``tether.store.prepared``): 2 or 3 µs a statement instead of
+SQLAlchemy's 10 to 20 (on SQLite, CPU the writer thread spends holding the GIL against the event
+loop). A unique or foreign key violation is a ``StoreConflict`` either way: ``Prepared`` raises
+SQLAlchemy's errors, as ``conn.execute`` does.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class AsyncDatabase:
 class ThreadedSQLite:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
+        self._write_engine = engine.execution_options(**{engines.WRITE: True})
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tether-store-writer")
         self._pending: list[tuple[Op[Any], tuple[Any, ...], asyncio.Future[Any]]] = []
         self._draining: asyncio.Task[None] | None = None
@@ -139,7 +144,7 @@ class ThreadedSQLite:
         return outcomes
 
     def _begin(self) -> contextlib.AbstractContextManager[sa.Connection]:
-        return self._engine.execution_options(**{engines.WRITE: True}).begin()
+        return self._write_engine.begin()
 
     def _read(self, op: Op[T], args: tuple[Any, ...]) -> T:
         with self._engine.connect() as conn:

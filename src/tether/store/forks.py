@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tether.store.base import NotFound
+from tether.store.prepared import Prepared
 from tether.store.schema import messages, sessions, tool_ledger, turns
 
 
@@ -49,12 +50,13 @@ def conversation(sources: list[tuple[str, int | None]]) -> sa.Select[Any]:
 
 
 _LAST = sa.select(sa.func.max(messages.c.seq)).where(messages.c.session_id == sa.bindparam("sid"))
-_NEXT_SEQ = sa.select(sessions.c.fork_seq, _LAST.scalar_subquery()).where(sessions.c.id == sa.bindparam("sid"))
+_NEXT_SEQ = Prepared(
+    sa.select(sessions.c.fork_seq, _LAST.scalar_subquery()).where(sessions.c.id == sa.bindparam("sid")))
 
 
 def next_seq(conn: sa.Connection, session_id: str) -> int:
-    """The ``seq`` the session's next message takes. The session must exist."""
-    fork_seq, last_seq = conn.execute(_NEXT_SEQ, {"sid": session_id}).one()
+    """The ``seq`` the session's next message takes. The session must exist (and a write be under way)."""
+    fork_seq, last_seq = _NEXT_SEQ.first(conn, {"sid": session_id})
     return last_seq + 1 if last_seq is not None else fork_seq or 0
 
 

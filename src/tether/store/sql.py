@@ -14,12 +14,17 @@ Beyond the protocol's docstrings:
   a session that does not exist does nothing.
 - ``tool_finished`` of a call that already finished keeps the first result.
 - Every method but ``get``, ``list``, ``delete`` and ``prune`` raises ``NotFound`` for an unknown session.
+
+The statements of the writes (those of every turn, ``create`` and ``update``) are built once, with
+bound parameters, and run as ``Prepared`` statements on the driver's cursor
+(``tether.store.prepared``); reads, deletes and the rest of ``fork`` go through ``conn.execute``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -45,6 +50,7 @@ from tether.store.base import (
 from tether.store.database import database_for
 from tether.store.forks import conversation, delete_session, message_sources, next_seq
 from tether.store.migrations import migrate
+from tether.store.prepared import Prepared
 from tether.store.rows import (
     ledger_from_row,
     message_from_row,
@@ -96,7 +102,8 @@ class SQLStore:
         self._db = database_for(engine)
         self._clock = clock
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._claim = insert(tool_ledger).on_conflict_do_nothing(index_elements=["session_id", "tool_use_id"])
+        self._claim = Prepared(insert(tool_ledger).values(_bound(*_CLAIMED))
+                               .on_conflict_do_nothing(index_elements=["session_id", "tool_use_id"]))
 
     async def close(self) -> None:
         await self._db.close()
@@ -111,7 +118,7 @@ class SQLStore:
         _check_aware(session.created_at, session.updated_at)
         created = session.created_at or self._clock()
         info = replace(session, created_at=created, updated_at=session.updated_at or created)
-        await self._db.write(_execute, sessions.insert().values(session_values(info)))
+        await self._db.write(_insert_session, info)
         return info
 
     async def get(self, session_id: str) -> SessionInfo | None:
@@ -123,8 +130,8 @@ class SQLStore:
         if "status" in fields:
             _check_status(fields["status"])
         values = {name: to_json(v) if name in ("tags", "metadata") else v for name, v in fields.items()}
-        statement = sessions.update().where(sessions.c.id == session_id).values(**values, updated_at=self._clock())
-        await self._db.write(_update_session, session_id, statement)
+        await self._db.write(_update_session, session_id, _update_statement(tuple(sorted(fields))),
+                             {**values, "sid": session_id, "now": self._clock()})
 
     async def list(self, query: SessionQuery) -> list[SessionInfo]:
         _check_aware(query.since, query.until)
@@ -176,27 +183,40 @@ class SQLStore:
         return await self._db.read(_ledger, session_id)
 
 
-# The transactions, each a plain function of a connection. The statements of a run's every turn are
-# built once, with bound parameters: SQLAlchemy then skips most of its per-statement work.
+# The transactions, each a plain function of a connection, and the statements built once.
+
+
+def _bound(*names: str) -> dict[str, sa.BindParameter[Any]]:
+    return {name: sa.bindparam(name) for name in names}
+
 
 _SID = sa.bindparam("sid")
 _GET = sa.select(sessions).where(sessions.c.id == _SID)
 _EXISTS = sa.select(sessions.c.id).where(sessions.c.id == _SID)
-_TOUCH = sessions.update().where(sessions.c.id == _SID)
-_TOUCH_TURN = _TOUCH.values(
+_BY_ID = sessions.update().where(sessions.c.id == _SID)
+_TOUCH = Prepared(_BY_ID.values(updated_at=sa.bindparam("now")))
+_TOUCH_TURN = Prepared(_BY_ID.values(
     updated_at=sa.bindparam("now"), turns=sessions.c.turns + 1,
     **{name: getattr(sessions.c, name) + sa.bindparam(name) for name in
-       ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "dollars")})
-_INSERT_MESSAGES = message_rows.insert()
-_INSERT_TURN = turn_rows.insert()
+       ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "dollars")}))
+_INSERT_SESSION = Prepared(sessions.insert())  # the inserts name every column: their values give them all
+_INSERT_MESSAGES = Prepared(message_rows.insert())
+_INSERT_TURN = Prepared(turn_rows.insert())
+_CLAIMED = ("session_id", "tool_use_id", "name", "input", "status", "started_at")
 _ENTRY = (tool_ledger.c.session_id == _SID) & (tool_ledger.c.tool_use_id == sa.bindparam("tid"))
-_FINISH = (tool_ledger.update().where(_ENTRY, tool_ledger.c.status == "started")
-           .values(status="finished", result=sa.bindparam("result"), finished_at=sa.bindparam("now")))
+_FINISH = Prepared(tool_ledger.update().where(_ENTRY, tool_ledger.c.status == "started")
+                   .values(status="finished", result=sa.bindparam("result"), finished_at=sa.bindparam("now")))
 _LEDGER_STATUS = sa.select(tool_ledger.c.status).where(_ENTRY)
 
 
-def _execute(conn: sa.Connection, statement: sa.Executable) -> None:
-    conn.execute(statement)
+@functools.cache
+def _update_statement(names: tuple[str, ...]) -> Prepared:
+    """``update``'s statement for the fields it is given (at most 16 sets of them)."""
+    return Prepared(_BY_ID.values({**_bound(*names), "updated_at": sa.bindparam("now")}))
+
+
+def _insert_session(conn: sa.Connection, info: SessionInfo) -> None:
+    _INSERT_SESSION.execute(conn, session_values(info))
 
 
 def _get(conn: sa.Connection, session_id: str) -> SessionInfo | None:
@@ -204,9 +224,8 @@ def _get(conn: sa.Connection, session_id: str) -> SessionInfo | None:
     return None if row is None else session_from_row(row)
 
 
-def _update_session(conn: sa.Connection, session_id: str, statement: sa.Update,
-                    params: dict[str, Any] | None = None) -> None:
-    if conn.execute(statement, params).rowcount == 0:
+def _update_session(conn: sa.Connection, session_id: str, statement: Prepared, params: dict[str, Any]) -> None:
+    if statement.execute(conn, params) == 0:
         raise NotFound(f"no session {session_id!r}")
 
 
@@ -221,7 +240,7 @@ def _fork(conn: sa.Connection, session_id: str, at_seq: int, new_id: str, now: d
     child = SessionInfo(id=new_id, model=parent.model, title=parent.title, tags=parent.tags, status="idle",
                         metadata=parent.metadata, parent_id=session_id, fork_seq=at_seq,
                         created_at=now, updated_at=now)
-    conn.execute(sessions.insert().values(session_values(child)))
+    _insert_session(conn, child)
     return child
 
 
@@ -235,15 +254,15 @@ def _append(conn: sa.Connection, session_id: str, messages: Sequence[StoredMessa
             raise StoreConflict(f"seq {first} of session {session_id!r} is taken: next is {expected}")
         raise ValueError(f"seq {first} leaves a gap in session {session_id!r}: next is {expected}")
     if messages:
-        conn.execute(_INSERT_MESSAGES, [_message_values(session_id, m, now) for m in messages])
+        _INSERT_MESSAGES.executemany(conn, [_message_values(session_id, m, now) for m in messages])
     if turn is not None:
-        conn.execute(_INSERT_TURN, {"session_id": session_id, "created_at": now, **turn_values(turn)})
+        _INSERT_TURN.execute(conn, {"session_id": session_id, "created_at": now, **turn_values(turn)})
 
 
 def _touch(conn: sa.Connection, session_id: str, now: dt.datetime, turn: TurnRecord | None) -> None:
     """Bump ``updated_at`` and the totals. On PostgreSQL the row lock also queues concurrent appends."""
     if turn is None:
-        _update_session(conn, session_id, _TOUCH, {"sid": session_id, "updated_at": now})
+        _update_session(conn, session_id, _TOUCH, {"sid": session_id, "now": now})
         return
     _update_session(conn, session_id, _TOUCH_TURN, {
         "sid": session_id, "now": now, "input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens,
@@ -261,17 +280,17 @@ def _turns(conn: sa.Connection, session_id: str) -> list[TurnRecord]:
     return [turn_from_row(row) for row in conn.execute(query)]
 
 
-def _tool_started(conn: sa.Connection, session_id: str, statement: sa.Insert, values: dict[str, Any]) -> bool:
+def _tool_started(conn: sa.Connection, session_id: str, claim: Prepared, values: dict[str, Any]) -> bool:
     try:
-        return conn.execute(statement, values).rowcount == 1
+        return claim.execute(conn, values) == 1
     except sa.exc.IntegrityError:  # a taken key does nothing: what is left to break is the session's foreign key
         raise NotFound(f"no session {session_id!r}") from None
 
 
 def _tool_finished(conn: sa.Connection, session_id: str, tool_use_id: str, result: str, now: dt.datetime) -> None:
     entry = {"sid": session_id, "tid": tool_use_id}
-    updated = conn.execute(_FINISH, {**entry, "result": result, "now": now})
-    if updated.rowcount == 0 and conn.scalar(_LEDGER_STATUS, entry) is None:
+    updated = _FINISH.execute(conn, {**entry, "result": result, "now": now})
+    if updated == 0 and conn.scalar(_LEDGER_STATUS, entry) is None:
         _require(conn, session_id)
         raise NotFound(f"no tool call {tool_use_id!r} started in session {session_id!r}")
 
