@@ -130,12 +130,13 @@ class AnthropicClient:
                     response = await self._session.post(
                         self._url, data=body,
                         headers={**headers, "x-stainless-retry-count": str(retry)} if retry else headers)
-                if response.status < 300:
-                    return response
-                try:
-                    error = _status_error(response.status, await response.read(), response.headers)
-                finally:
-                    response.release()
+                    if response.status < 300:
+                        return response
+                    try:
+                        content = await response.read()
+                    finally:
+                        response.release()
+                error = _status_error(response.status, content, response.headers)
             except APIConnectionError as exc:
                 error = exc
             delay = backoff(error, retry) if retry < self.max_retries else None
@@ -148,8 +149,9 @@ class AnthropicClient:
         """The session and the SDK's headers, in the event loop that will use them (the SDK names it)."""
         self._headers = {k: v for k, v in self._sdk.default_headers.items() if isinstance(v, str)}
         self._headers["x-stainless-retry-count"] = "0"
-        self._session = aiohttp.ClientSession(  # certificates from the environment, as httpx reads them
-            connector=aiohttp.TCPConnector(limit=self.connections, ssl=httpx2.create_ssl_context()),
+        tls = httpx2.create_ssl_context() if self._url.startswith("https:") else True  # SSL_CERT_FILE, as httpx
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.connections, ssl=tls),
             timeout=self._timeout, proxy=_proxy_for(self._url))
 
     async def create(self, request: MessagesRequest) -> Response:
