@@ -99,6 +99,7 @@ class AnthropicClient:
         self._headers: dict[str, str] = {}
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None  # made in the first call's event loop
+        self._proxy: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -129,7 +130,7 @@ class AnthropicClient:
             try:
                 with _cut():
                     response = await self._session.post(
-                        self._url, data=body,
+                        self._url, data=body, proxy=self._proxy,
                         headers={**headers, "x-stainless-retry-count": str(retry)} if retry else headers)
                     if response.status < 300:
                         return response
@@ -151,9 +152,9 @@ class AnthropicClient:
         self._headers = {k: v for k, v in self._sdk.default_headers.items() if isinstance(v, str)}
         self._headers["x-stainless-retry-count"] = "0"
         tls = httpx2.create_ssl_context() if self._url.startswith("https:") else True  # SSL_CERT_FILE, as httpx
+        self._proxy = _proxy_for(self._url)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.connections, ssl=tls),
-            timeout=self._timeout, proxy=_proxy_for(self._url))
+            connector=aiohttp.TCPConnector(limit=self.connections, ssl=tls), timeout=self._timeout)
 
     async def create(self, request: MessagesRequest) -> Response:
         body, options = _call(request)
