@@ -112,8 +112,8 @@ class AnthropicClient:
         headers = {**self._headers, "anthropic-beta": ",".join(request.betas)} if request.betas else self._headers
         response = await self._post(body, headers)
         try:
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            reader = StreamReader(request_id=headers.get("request-id"), headers=headers)
+            received = {k.lower(): v for k, v in response.headers.items()}
+            reader = StreamReader(request_id=received.get("request-id"), headers=received)
             with _cut():
                 async for chunk in response.content.iter_any():  # to the end: a body read whole keeps its connection
                     for event in reader.feed(chunk):
