@@ -8,9 +8,11 @@ processes of its own (``tether fake-api --first-token-delay 2``); the runs are s
 ``--store-kind memory``, a dict: the same runs without the database's cost).
 
 Reported: model calls per second as a share of the ideal; event-loop lag (a ticker in each worker
-that sleeps 10 ms and records how late it wakes) p50, p99 and max; and memory per run (each
+that sleeps 10 ms and records how late it wakes) p50, p99 and max; memory per run (each
 worker's peak RSS during the runs, less its RSS just before they started, summed and divided by
-the runs). Run: ``python bench/concurrency.py``; the last line is ``name=value`` pairs.
+the runs); and the clients' CPU per model call, with the kernel's share of it. Run:
+``python bench/concurrency.py``; the last line is ``name=value`` pairs. The runs' workspaces and the
+stores are made in the temporary directory (``TMPDIR``).
 """
 
 from __future__ import annotations
@@ -85,17 +87,17 @@ async def worker(args: argparse.Namespace) -> dict:
     peak = [baseline]
     stop = asyncio.Event()
     probes = [asyncio.create_task(ticker(lags, stop)), asyncio.create_task(sampler(peak, stop))]
-    started, cpu = time.monotonic(), time.process_time()
+    started, cpu = time.monotonic(), os.times()
     async with Fleet(client, Sessions(store), settings, concurrency=args.runs, observe=observe) as fleet:
         outcomes = await fleet.map(specs)
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, [b - a for a, b in zip(cpu[:2], os.times()[:2], strict=True)]
     stop.set()
     await asyncio.gather(*probes)
     await client.aclose()
     await store.close()
     return {"calls": len(calls), "wall": wall, "lags": lags, "baseline": baseline, "peak": peak[0],
             "outcomes": Counter(o.outcome for o in outcomes), "first": calls[0] - started if calls else None,
-            "cpu": time.process_time() - cpu}
+            "cpu": cpu}
 
 
 def spawn(args: argparse.Namespace, runs: int, base_url: str, store: Path) -> subprocess.Popen:
@@ -153,7 +155,8 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
     p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] * 1000 if lags else 0.0  # noqa: E731
     per_run = sum(r["peak"] - r["baseline"] for r in reports) / args.runs
     outcomes = sum((Counter(r["outcomes"]) for r in reports), Counter())
-    client_cpu = sum(r["cpu"] for r in reports)
+    user, kernel = (sum(r["cpu"][i] for r in reports) for i in (0, 1))
+    client_cpu = user + kernel
     print(f"{args.runs} runs x {args.turns} turns, model delay {args.delay}s, {args.processes} worker process(es), "
           f"{args.fakes} fake API process(es), {args.store_kind} store, {os.cpu_count()} CPUs, "
           f"load average before {load:.1f}")
@@ -164,13 +167,15 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
           f"({len(lags)} ticks of {TICK * 1000:.0f} ms)")
     print(f"memory: {per_run / 1024:.1f} KiB per run (peak RSS over baseline); worker baselines "
           f"{statistics.mean(r['baseline'] for r in reports) / 2**20:.0f} MiB each")
-    print(f"CPU: clients {client_cpu:.1f}s ({client_cpu / max(calls, 1) * 1000:.2f} ms per call), "
+    print(f"CPU: clients {client_cpu:.1f}s ({client_cpu / max(calls, 1) * 1000:.2f} ms per call; "
+          f"{kernel / max(client_cpu, 1e-9):.0%} of it in the kernel), "
           f"fake API {fake_cpu:.1f}s ({fake_cpu / max(calls, 1) * 1000:.2f} ms per call)")
     figures = {
         "runs": args.runs, "processes": args.processes, "store": args.store_kind, "calls": calls, "calls_per_s": f"{rate:.1f}",
         "share_of_ideal": f"{rate / ideal:.3f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
         "kib_per_run": f"{per_run / 1024:.1f}", "failed": sum(v for k, v in outcomes.items() if k != "completed"),
         "client_ms_cpu_per_call": f"{client_cpu / max(calls, 1) * 1000:.2f}",
+        "client_kernel_share": f"{kernel / max(client_cpu, 1e-9):.2f}",
     }
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
 

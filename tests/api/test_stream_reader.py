@@ -138,3 +138,46 @@ def test_data_split_over_lines_comments_other_fields_and_no_space_after_the_colo
         _, events = feed(chunks)
         assert [type(e).__name__ for e in events][:2] == ["MessageStart", "BlockStart"]
         assert events[-1].response.content == [TextBlock("Hello there")]
+
+
+def _pieces(index: int, kind: str, field: str, *pieces: str) -> list[dict]:
+    return [{"type": "content_block_delta", "index": index, "delta": {"type": kind, field: p}} for p in pieces]
+
+
+TRICKY = [  # escapes, quotes, non-ASCII and backslashes at the edges of pieces
+    START,
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+    *_pieces(0, "thinking_delta", "thinking", "a \"quoted\" ", "thought\\", "\\n ☃ 😀"),
+    {"type": "content_block_stop", "index": 0},
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    *_pieces(1, "text_delta", "text", "tab\there, ", "é\u2028", "\\", "\"end\"\n"),
+    {"type": "content_block_stop", "index": 1},
+    {"type": "content_block_start", "index": 2,
+     "content_block": {"type": "tool_use", "id": "toolu_1", "name": "editor", "input": {}}},
+    *_pieces(2, "input_json_delta", "partial_json", "", '{"path": "a\\\\b.py", "file_text": "x = \\"', 'é\\"\\n', '"}'),
+    {"type": "content_block_stop", "index": 2},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+    {"type": "message_stop"},
+]
+TRICKY_CONTENT = [ThinkingBlock('a "quoted" thought\\\\n ☃ 😀', ""), TextBlock('tab\there, é\u2028\\"end"\n'),
+                  ToolUseBlock("toolu_1", "editor", {"path": "a\\b.py", "file_text": 'x = "é"\n'})]
+
+
+@pytest.mark.parametrize("form", ["as the API writes them", "spaced", "ASCII-escaped", "with a field more"])
+def test_deltas_read_the_same_whichever_way_their_json_is_written(form):
+    def frame(data: dict) -> bytes:
+        if form == "with a field more" and data["type"] == "content_block_delta":
+            data = {**data, "delta": {**data["delta"], "extra": "x\"}}"}}
+        text = json.dumps(data, ensure_ascii=form == "ASCII-escaped",
+                          separators=(", ", ": ") if form == "spaced" else (",", ":"))
+        return f"event: {data['type']}\ndata: {text}\n\n".encode()
+
+    body = b"".join(frame(data) for data in TRICKY)
+    for chunks in ([body], [body[i:i + 5] for i in range(0, len(body), 5)]):
+        _, events = feed(chunks)
+        assert events[-1].response.content == TRICKY_CONTENT
+        pieces = {type(e).__name__: "" for e in events}
+        for e in events:
+            if isinstance(e, st.TextDelta | st.ThinkingDelta | st.InputJsonDelta):
+                pieces[type(e).__name__] += getattr(e, "text", None) or getattr(e, "thinking", None) or e.partial_json
+        assert pieces["InputJsonDelta"] == '{"path": "a\\\\b.py", "file_text": "x = \\"é\\"\\n"}'

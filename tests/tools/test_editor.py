@@ -154,6 +154,16 @@ async def test_writes_are_atomic_and_keep_the_mode(editor, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run.sh"]  # no temporary file left behind
 
 
+async def test_a_new_file_gets_the_umasks_mode(editor, tmp_path):
+    before = os.umask(0o027)
+    try:
+        await do(editor, command="create", path="new.txt", file_text="x\n")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["new.txt"]
+
+
 async def test_undo_edit_in_the_versions_that_have_it(ws, tmp_path):
     editor = TextEditor(ws, version="text_editor_20250124")
     assert editor.name == "str_replace_editor"

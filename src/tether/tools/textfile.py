@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -78,18 +77,20 @@ def _binary(name: str, why: str) -> BinaryFile:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one rename; a new file gets the umask's default mode."""
+    """Replace ``path`` with ``data`` in one rename, so that a crash leaves the old file or the new one,
+    never a mix. The target keeps its permission bits; a new file gets the umask's (the kernel applies
+    it). Like the session store (``synchronous=NORMAL``), it does not wait for the disk: a write survives
+    a crash of the process, and a power cut may lose the last ones."""
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        mode = None
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -97,13 +98,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
+def _temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path``, open for writing, with the default mode of new files."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
 
