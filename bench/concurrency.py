@@ -185,7 +185,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--turns", type=int, default=5, help="turns of the simulated coding agent per run")
     parser.add_argument("--delay", type=float, default=2.0, help="the model's wait before each turn (seconds)")
-    parser.add_argument("--processes", type=int, default=2, help="worker processes running the fleets")
+    parser.add_argument("--processes", type=int, default=3, help="worker processes running the fleets")
     parser.add_argument("--fakes", type=int, default=1, help="fake API processes")
     parser.add_argument("--store-kind", choices=["sqlite", "memory"], default="sqlite",
                         help="sqlite (the default store, a file per worker) or memory (a dict: no database cost)")
