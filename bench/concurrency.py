@@ -87,10 +87,11 @@ async def worker(args: argparse.Namespace) -> dict:
     peak = [baseline]
     stop = asyncio.Event()
     probes = [asyncio.create_task(ticker(lags, stop)), asyncio.create_task(sampler(peak, stop))]
-    started, cpu = time.monotonic(), os.times()
+    started, before = time.monotonic(), os.times()
     async with Fleet(client, Sessions(store), settings, concurrency=args.runs, observe=observe) as fleet:
         outcomes = await fleet.map(specs)
-    wall, cpu = time.monotonic() - started, [b - a for a, b in zip(cpu[:2], os.times()[:2], strict=True)]
+    wall, after = time.monotonic() - started, os.times()
+    cpu = [after.user - before.user, after.system - before.system]
     stop.set()
     await asyncio.gather(*probes)
     await client.aclose()

@@ -106,8 +106,7 @@ class TextEditor:
             raise ToolError(f"{shown} is a directory; give the path of a file to create")
         existed = path.exists()
         old = self._read(path, shown) if existed else TextFile("")
-        if not path.parent.is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._write(path, shown, old.with_text(input["file_text"]))
         return f"File overwritten: {shown}" if existed else f"File created successfully at: {shown}"
 
