@@ -7,10 +7,13 @@ processes of its own (``tether fake-api --first-token-delay 2``); the runs are s
 ``--processes`` worker processes, each one ``Fleet`` with its own SQLite store (or, with
 ``--store-kind memory``, a dict: the same runs without the database's cost).
 
-Reported: model calls per second as a share of the ideal; event-loop lag (a ticker in each worker
-that sleeps 10 ms and records how late it wakes) p50, p99 and max; memory per run (each
-worker's peak RSS during the runs, less its RSS just before they started, summed and divided by
-the runs); and the clients' CPU per model call, with the kernel's share of it. Run:
+Reported: model calls per second as a share of the ideal, over the whole bench (from the start of
+the runs to the end of the last: start-up and drain included) and sustained (each run's calls per
+second from its first model call to its last, summed over the runs: the rate while the runs are all
+under way, still with every wait the fleet adds between one call and the next); event-loop lag (a
+ticker in each worker that sleeps 10 ms and records how late it wakes) p50, p99 and max; memory per
+run (each worker's peak RSS during the runs, less its RSS just before they started, summed and
+divided by the runs); and the clients' CPU per model call, with the kernel's share of it. Run:
 ``python bench/concurrency.py``; the last line is ``name=value`` pairs. The runs' workspaces and the
 stores are made in the temporary directory (``TMPDIR``).
 """
@@ -73,11 +76,11 @@ async def worker(args: argparse.Namespace) -> dict:
         store = await open_store(args.store)
     client = AnthropicClient(api_key="bench-key", base_url=args.base_url, max_retries=0, timeout=120)
     settings = Settings(output=OutputSettings(max_tokens=4096))
-    calls: list[float] = []
+    calls: dict[object, list[float]] = {}  # each run's model calls, when they ended
 
     def observe(handle, event) -> None:
         if isinstance(event, ev.UsageReport):
-            calls.append(time.monotonic())
+            calls.setdefault(handle, []).append(time.monotonic())
 
     specs = [RunSpec(f"task {i}", tools=["editor"], limits={"max_turns": 100}) for i in range(args.runs)]
     baseline = rss()
@@ -96,9 +99,9 @@ async def worker(args: argparse.Namespace) -> dict:
     await asyncio.gather(*probes)
     await client.aclose()
     await store.close()
-    return {"calls": len(calls), "wall": wall, "lags": lags, "baseline": baseline, "peak": peak[0],
-            "outcomes": Counter(o.outcome for o in outcomes), "first": calls[0] - started if calls else None,
-            "cpu": cpu}
+    paces = [(len(times) - 1) / (times[-1] - times[0]) for times in calls.values() if len(times) > 1]
+    return {"calls": sum(map(len, calls.values())), "wall": wall, "lags": lags, "baseline": baseline,
+            "peak": peak[0], "outcomes": Counter(o.outcome for o in outcomes), "pace": sum(paces), "cpu": cpu}
 
 
 def spawn(args: argparse.Namespace, runs: int, base_url: str, store: Path) -> subprocess.Popen:
@@ -152,6 +155,7 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
     ideal = args.runs / args.delay
     expected = args.runs * args.turns
     rate = calls / wall
+    pace = sum(r["pace"] for r in reports)
     lags = sorted(lag for r in reports for lag in r["lags"])
     p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] * 1000 if lags else 0.0  # noqa: E731
     per_run = sum(r["peak"] - r["baseline"] for r in reports) / args.runs
@@ -164,6 +168,8 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
     print(f"outcomes: {dict(outcomes)}; model calls {calls} of {expected} expected")
     print(f"wall {wall:.2f}s (ideal {args.turns * args.delay:.2f}s); {rate:.1f} calls/s of {ideal:.0f} ideal "
           f"= {rate / ideal:.1%}")
+    print(f"sustained: {pace:.1f} calls/s = {pace / ideal:.1%} of ideal (each run's calls per second from its "
+          f"first model call to its last, summed over the runs)")
     print(f"event-loop lag p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, max {p(1.0):.1f} ms "
           f"({len(lags)} ticks of {TICK * 1000:.0f} ms)")
     print(f"memory: {per_run / 1024:.1f} KiB per run (peak RSS over baseline); worker baselines "
@@ -173,7 +179,7 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
           f"fake API {fake_cpu:.1f}s ({fake_cpu / max(calls, 1) * 1000:.2f} ms per call)")
     figures = {
         "runs": args.runs, "processes": args.processes, "store": args.store_kind, "calls": calls, "calls_per_s": f"{rate:.1f}",
-        "share_of_ideal": f"{rate / ideal:.3f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
+        "share_of_ideal": f"{rate / ideal:.3f}", "sustained_share": f"{pace / ideal:.3f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
         "kib_per_run": f"{per_run / 1024:.1f}", "failed": sum(v for k, v in outcomes.items() if k != "completed"),
         "client_ms_cpu_per_call": f"{client_cpu / max(calls, 1) * 1000:.2f}",
         "client_kernel_share": f"{kernel / max(client_cpu, 1e-9):.2f}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from tether.api.catalog import ModelInfo, Prices
 from tether.api.types import Usage
@@ -28,8 +29,14 @@ class Cost:
         return float(self.total)
 
 
+@lru_cache(maxsize=256)
+def _per_token(per_million: float) -> Decimal:
+    """A catalog price (a float such as 0.3) as the decimal it is written as, per token."""
+    return Decimal(str(per_million)) / _MILLION
+
+
 def _dollars(tokens: int, per_million: float) -> Decimal:
-    return Decimal(tokens) * Decimal(str(per_million)) / _MILLION
+    return tokens * _per_token(per_million) if tokens else Decimal(0)
 
 
 def cost_of(usage: Usage, model: ModelInfo) -> Cost:

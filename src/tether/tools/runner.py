@@ -16,12 +16,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import jsonschema
-
 from tether.api.types import ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock
 from tether.tools.audit import AuditEntry, AuditLog, output_digest
 from tether.tools.base import Tool, ToolContext, ToolError, ToolOutput
 from tether.tools.policy import PermissionPolicy
+from tether.tools.schema import input_check
 
 Around = Callable[[ToolUseBlock, Callable[[], Awaitable[ToolResultBlock]]], Awaitable[ToolResultBlock]]
 
@@ -45,11 +44,7 @@ class ToolRunner:
         return cls(by_name, **options)
 
     def __post_init__(self) -> None:
-        self._validators = {
-            name: jsonschema.Draft202012Validator(t.input_schema)
-            for name, t in self.tools.items()
-            if t.input_schema is not None
-        }
+        self._checks = {name: input_check(t.input_schema) for name, t in self.tools.items() if t.input_schema is not None}
 
     def exclusive(self, call: ToolUseBlock) -> bool:
         t = self.tools.get(call.name)
@@ -139,10 +134,8 @@ class ToolRunner:
             return ToolOutput(f"Error: {call.name} failed: {type(exc).__name__}: {exc}", True), decision
 
     def validate(self, call: ToolUseBlock) -> str | None:
-        validator = self._validators.get(call.name)
-        if validator is None:
-            return None
-        errors = sorted(validator.iter_errors(call.input), key=lambda e: list(e.path))
+        check = self._checks.get(call.name)
+        errors = check.errors(call.input) if check is not None else []
         if not errors:
             return None
         lines = [f"- {_where(e.absolute_path)}: {e.message}" for e in errors[:10]]
