@@ -178,8 +178,9 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
           f"{kernel / max(client_cpu, 1e-9):.0%} of it in the kernel), "
           f"fake API {fake_cpu:.1f}s ({fake_cpu / max(calls, 1) * 1000:.2f} ms per call)")
     figures = {
-        "runs": args.runs, "processes": args.processes, "store": args.store_kind, "calls": calls, "calls_per_s": f"{rate:.1f}",
-        "share_of_ideal": f"{rate / ideal:.3f}", "sustained_share": f"{pace / ideal:.3f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
+        "runs": args.runs, "processes": args.processes, "store": args.store_kind, "calls": calls,
+        "calls_per_s": f"{rate:.1f}", "share_of_ideal": f"{rate / ideal:.3f}", "sustained_share": f"{pace / ideal:.3f}",
+        "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
         "kib_per_run": f"{per_run / 1024:.1f}", "failed": sum(v for k, v in outcomes.items() if k != "completed"),
         "client_ms_cpu_per_call": f"{client_cpu / max(calls, 1) * 1000:.2f}",
         "client_kernel_share": f"{kernel / max(client_cpu, 1e-9):.2f}",
