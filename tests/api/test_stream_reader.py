@@ -178,3 +178,22 @@ def test_deltas_read_the_same_whichever_way_their_json_is_written(form):
         assert events[-1].response.content == TRICKY_CONTENT
         partial = "".join(e.partial_json for e in events if isinstance(e, st.InputJsonDelta))
         assert partial == '{"path": "a\\\\b.py", "file_text": "x = \\"é\\"\\n"}'
+
+
+def test_what_orjson_refuses_is_read_by_json_and_a_tool_inputs_big_integer_stays_exact():
+    big = 2**70
+    _, events = feed([b"".join(sse(
+        START,
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "half \ud800 a pair"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1,
+         "content_block": {"type": "tool_use", "id": "toolu_1", "name": "count", "input": {}}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "input_json_delta", "partial_json": json.dumps({"n": big})}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_stop"},
+    ))])
+    assert events[-1].response.content == [TextBlock("half \ud800 a pair"), ToolUseBlock("toolu_1", "count", {"n": big})]
+    with pytest.raises(ValueError):
+        st.StreamReader().feed(b'data: {"type": "message_start", "message": {\n\n')

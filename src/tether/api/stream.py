@@ -1,9 +1,9 @@
 """Reading a Messages API stream: Server-Sent Events in, typed events and a final ``Response`` out.
 
 ``StreamReader`` is plain code with no I/O: feed it the HTTP body in chunks as they arrive and it
-returns the typed events each chunk completes. It reads the wire itself (one ``json.loads`` per
-event) instead of building the SDK's per-event objects, and accumulates each block as its deltas
-arrive. Deltas of one block that arrive in the same chunk come out as one delta: the text is the
+returns the typed events each chunk completes. It reads the wire itself (one JSON decode per
+chunk, by orjson) instead of building the SDK's per-event objects, and accumulates each block as its
+deltas arrive. Deltas of one block that arrive in the same chunk come out as one delta: the text is the
 same, and a consumer pays for one event instead of dozens.
 """
 
@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from tether.api.types import (
     ContentBlock,
@@ -140,7 +142,7 @@ class StreamReader:
         events: list[StreamEvent] = []
         run: list[str] = []  # the pieces of consecutive deltas of one kind and block
         run_key: tuple[str, int] | None = None
-        for data in json.loads(b"[%b]" % b",".join(_datas(buffer[:end]))):  # one decode for the whole chunk
+        for data in _decode(b"[%b]" % b",".join(_datas(buffer[:end]))):  # one decode for the whole chunk
             if self.complete:
                 break  # nothing comes after message_stop
             if data.get("type") == "content_block_delta" and (field := _PIECES.get(data["delta"]["type"])):
@@ -248,6 +250,17 @@ class StreamReader:
 
 _DATA_LINE = re.compile(rb"^data: ?(.*)", re.MULTILINE)
 _LAST_DATA_LINE = re.compile(rb"\ndata: ?([^\n]*)(?=\n\n|\Z)")  # a data line that ends its event
+
+
+def _decode(payload: bytes) -> Any:
+    """The events' JSON, read by orjson (43 µs for a turn's chunk of ~12 KB, json 102), or by json
+    what orjson refuses (a lone surrogate escape, NaN), which json reads or says why not. orjson
+    reads an integer past 64 bits as a float: the events' own integers are indexes and token counts,
+    and a tool call's input, which holds whatever the model wrote, is read by json (``_Open``)."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
 
 
 def _datas(events: bytes) -> list[bytes]:
