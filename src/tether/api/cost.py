@@ -36,7 +36,7 @@ def _per_token(per_million: float) -> Decimal:
 
 
 def _dollars(tokens: int, per_million: float) -> Decimal:
-    return tokens * _per_token(per_million) if tokens else Decimal(0)
+    return tokens * _per_token(per_million)
 
 
 def cost_of(usage: Usage, model: ModelInfo) -> Cost:

@@ -27,7 +27,6 @@ import jsonschema
 # differently), the array form of items (prefixItems in 2020-12), dependencies, unevaluated*.
 _SUBSCHEMA = {"not", "if", "then", "else", "items", "additionalProperties"}
 _SUBSCHEMA_LISTS = {"allOf", "anyOf", "oneOf"}
-_SUBSCHEMA_MAPS = {"properties"}
 _VALUES = {
     "type", "required", "minItems", "maxItems", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "minLength", "maxLength", "pattern", "format", "minProperties", "maxProperties",
@@ -78,7 +77,7 @@ def _portable(schema: Any) -> bool:
             ok = _portable(value)
         elif key in _SUBSCHEMA_LISTS:
             ok = isinstance(value, list) and _all_portable(value)
-        elif key in _SUBSCHEMA_MAPS:
+        elif key == "properties":
             ok = isinstance(value, Mapping) and _all_portable(value.values())
         elif key == "enum":
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
