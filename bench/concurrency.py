@@ -10,7 +10,9 @@ processes of its own (``tether fake-api --first-token-delay 2``); the runs are s
 Reported: model calls per second as a share of the ideal, over the whole bench (from the start of
 the runs to the end of the last: start-up and drain included) and sustained (each run's calls per
 second from its first model call to its last, summed over the runs: the rate while the runs are all
-under way, still with every wait the fleet adds between one call and the next); event-loop lag (a
+under way, still with every wait the fleet adds between one call and the next); where a turn's time
+goes beyond the model's wait (from the fleet's events: journaling the answer, running the tools and
+journaling their results, sending the next call and reading its answer); event-loop lag (a
 ticker in each worker that sleeps 10 ms and records how late it wakes) p50, p99 and max; memory per
 run (each worker's peak RSS during the runs, less its RSS just before they started, summed and
 divided by the runs); and the clients' CPU per model call, with the kernel's share of it. Run:
@@ -45,6 +47,9 @@ from tether.store.sql import open_store
 from tether.testing.process import fake_api_process as fake_api
 
 TICK = 0.010
+# The steps of a turn, as the fleet's events show them: the model's answer has ended, the answer is
+# journaled (the turn's end), the tools have run and their results are journaled.
+STEPS = {ev.UsageReport: "answered", ev.TurnEnd: "journaled", ev.ToolResult: "tools_done"}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -77,10 +82,20 @@ async def worker(args: argparse.Namespace) -> dict:
     client = AnthropicClient(api_key="bench-key", base_url=args.base_url, max_retries=0, timeout=120)
     settings = Settings(output=OutputSettings(max_tokens=4096))
     calls: dict[object, list[float]] = {}  # each run's model calls, when they ended
+    last: dict[object, tuple[str, float]] = {}  # each run's latest step, and when
+    steps: Counter[str] = Counter()  # the seconds between one step and the next, summed over the runs
+    counts: Counter[str] = Counter()
 
     def observe(handle, event) -> None:
+        now = time.monotonic()
         if isinstance(event, ev.UsageReport):
-            calls.setdefault(handle, []).append(time.monotonic())
+            calls.setdefault(handle, []).append(now)
+        step = STEPS.get(type(event))
+        if step is not None:
+            if handle in last and last[handle][0] != step:
+                pair = f"{last[handle][0]}>{step}"
+                steps[pair], counts[pair] = steps[pair] + now - last[handle][1], counts[pair] + 1
+            last[handle] = (step, now)
 
     specs = [RunSpec(f"task {i}", tools=["editor"], limits={"max_turns": 100}) for i in range(args.runs)]
     baseline = rss()
@@ -101,7 +116,8 @@ async def worker(args: argparse.Namespace) -> dict:
     await store.close()
     paces = [(len(times) - 1) / (times[-1] - times[0]) for times in calls.values() if len(times) > 1]
     return {"calls": sum(map(len, calls.values())), "wall": wall, "lags": lags, "baseline": baseline,
-            "peak": peak[0], "outcomes": Counter(o.outcome for o in outcomes), "pace": sum(paces), "cpu": cpu}
+            "peak": peak[0], "outcomes": Counter(o.outcome for o in outcomes), "pace": sum(paces), "cpu": cpu,
+            "steps": {k: steps[k] / counts[k] for k in steps}}
 
 
 def spawn(args: argparse.Namespace, runs: int, base_url: str, store: Path) -> subprocess.Popen:
@@ -170,6 +186,14 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
           f"= {rate / ideal:.1%}")
     print(f"sustained: {pace:.1f} calls/s = {pace / ideal:.1%} of ideal (each run's calls per second from its "
           f"first model call to its last, summed over the runs)")
+    steps = {k: statistics.mean(r["steps"][k] for r in reports if k in r["steps"]) * 1000
+             for k in {k for r in reports for k in r["steps"]}}
+    steps["tools_done>answered"] = steps.get("tools_done>answered", args.delay * 1000) - args.delay * 1000
+    overhead = sum(steps.get(k, 0.0) for k in ("answered>journaled", "journaled>tools_done", "tools_done>answered"))
+    print(f"a turn's time beyond the model's wait (mean): journaling the answer "
+          f"{steps.get('answered>journaled', 0):.1f} ms, then running the tools and journaling their results "
+          f"{steps.get('journaled>tools_done', 0):.1f} ms, then sending the next call and reading its answer "
+          f"{steps['tools_done>answered']:.1f} ms: {overhead:.1f} ms in all")
     print(f"event-loop lag p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, max {p(1.0):.1f} ms "
           f"({len(lags)} ticks of {TICK * 1000:.0f} ms)")
     print(f"memory: {per_run / 1024:.1f} KiB per run (peak RSS over baseline); worker baselines "
@@ -180,7 +204,7 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
     figures = {
         "runs": args.runs, "processes": args.processes, "store": args.store_kind, "calls": calls,
         "calls_per_s": f"{rate:.1f}", "share_of_ideal": f"{rate / ideal:.3f}", "sustained_share": f"{pace / ideal:.3f}",
-        "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
+        "turn_overhead_ms": f"{overhead:.1f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
         "kib_per_run": f"{per_run / 1024:.1f}", "failed": sum(v for k, v in outcomes.items() if k != "completed"),
         "client_ms_cpu_per_call": f"{client_cpu / max(calls, 1) * 1000:.2f}",
         "client_kernel_share": f"{kernel / max(client_cpu, 1e-9):.2f}",

@@ -1,4 +1,8 @@
+import dataclasses
+import datetime
 import json
+
+import pytest
 
 from tether.api.types import (
     Message,
@@ -10,6 +14,7 @@ from tether.api.types import (
     ToolUseBlock,
     Usage,
     block_from_wire,
+    compact_encoder,
     dumps,
     messages_from_json,
     messages_to_json,
@@ -75,3 +80,29 @@ def test_request_body_keeps_key_order_and_extra_params():
     assert list(body) == ["model", "max_tokens", "system", "messages", "metadata"]
     assert "max_tokens" not in request.count_body()
     json.dumps(body)
+
+
+def json_compact(value, sort_keys=False):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
+
+
+def test_dumps_writes_what_json_writes_and_leaves_to_json_what_orjson_refuses():
+    deep: list = []
+    for _ in range(300):  # past orjson's 255 levels
+        deep = [deep]
+    same = [WIRE_MESSAGES, {"é": "ü 日本 \u2028 \x00 \"q\" \\"}, -0.0, 0.1, 1e16, 2**63 - 1, -(2**63), True, None, (1, 2),
+            2**70, {"n": -(2**70)}, "half \ud800 a pair", {1: "a"}, deep]
+    for value in same:
+        assert dumps(value) == json_compact(value)
+    sorted_json = compact_encoder(sort_keys=True)
+    for value in [{"b": 1, "a": {"d": 2, "c": 3}, "é": 0, "z": 2**70}, WIRE_MESSAGES]:
+        assert sorted_json(value) == json_compact(value, sort_keys=True)
+
+
+def test_dumps_differs_from_json_only_in_a_floats_exponent_and_what_json_has_no_word_for():
+    assert dumps([1e-7, 1.5e300]) == "[1e-7,1.5e+300]"  # json: 1e-07: the same number
+    assert json.loads(dumps([1e-7, 1.5e300])) == [1e-7, 1.5e300]
+    assert dumps([float("nan"), float("inf")]) == "[null,null]"  # json: NaN, Infinity, which the API refuses
+    for value in ({1, 2}, dataclasses.make_dataclass("D", ["x"])(1), datetime.datetime(2026, 1, 1)):
+        with pytest.raises(TypeError):
+            dumps(value)  # json's refusal, as before

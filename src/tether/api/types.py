@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from json.encoder import c_make_encoder, encode_basestring
 from typing import Any, ClassVar, Literal
 
+import orjson
+
 Json = dict[str, Any]
 
 
@@ -363,9 +365,28 @@ class MessagesRequest:
 
 
 def compact_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
-    """Compact JSON (non-ASCII kept as is; keys sorted if ``sort_keys``) with its C encoder made
-    once: ``JSONEncoder.encode`` makes one per call, which costs as much as encoding a small value.
-    No check for circular references (a cycle ends in ``RecursionError``): tether encodes wire data."""
+    """Compact JSON (non-ASCII kept as is; keys sorted if ``sort_keys``), written by orjson: a turn's
+    request of ~8 KB takes 8 µs instead of 76. What orjson refuses is written by json, as before:
+    an integer past 64 bits, a lone surrogate, a key that is not a string, nesting past 255 levels,
+    and what neither encodes (a dataclass, a datetime: json's ``TypeError``). Both write the same
+    text, but for a float's exponent (``1e-7``, json ``1e-07``) and NaN or an infinity, which JSON
+    has no word for: orjson writes ``null``, json ``NaN``, which the API would refuse."""
+    option = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+    option |= orjson.OPT_SORT_KEYS if sort_keys else 0
+    fallback = _json_encoder(sort_keys)
+
+    def encode(value: Any) -> str:
+        try:
+            return orjson.dumps(value, option=option).decode()
+        except TypeError:  # orjson.JSONEncodeError is one
+            return fallback(value)
+
+    return encode
+
+
+def _json_encoder(sort_keys: bool) -> Callable[[Any], str]:
+    """json's compact encoder with its C encoder made once (``JSONEncoder.encode`` makes one per
+    call), without the check for circular references: tether encodes wire data."""
     options = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
     if c_make_encoder is None:  # pragma: no cover - Pythons without the C accelerator
         return options.encode
