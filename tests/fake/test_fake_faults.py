@@ -178,6 +178,25 @@ def test_slow_first_token_delays_message_start_after_the_headers(fake: FakeAPI, 
     assert headers_at < 0.25 <= first_event_at
 
 
+def test_the_first_tokens_delay_counts_from_the_requests_arrival(fake: FakeAPI, key, client, monkeypatch):
+    from tether.testing.fake.cache import CacheModel
+
+    lookup = CacheModel.lookup
+
+    def slow_lookup(*args, **kwargs):  # the fake's own work on the request, before the model "thinks"
+        time.sleep(0.5)
+        return lookup(*args, **kwargs)
+
+    monkeypatch.setattr(CacheModel, "lookup", slow_lookup)
+    fake.fail_next(SlowFirstToken(0.6), key=key)
+    started = time.monotonic()
+    stream = client.messages.create(model=MODEL, max_tokens=50, messages=USER, stream=True)
+    next(iter(stream))
+    first_event_at = time.monotonic() - started
+    stream.close()
+    assert 0.6 <= first_event_at < 1.0  # 0.6 s from arrival, not 0.5 s of work and then 0.6 s more
+
+
 def test_token_delay_paces_the_stream(fake: FakeAPI, key, client):
     fake.fail_next(TokenDelay(0.004), key=key)
     fake.script([LONG], key=key)

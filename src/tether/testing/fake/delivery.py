@@ -1,7 +1,10 @@
 """Sending an answer, with the faults that strike while it is sent.
 
 Events are gathered and written together when a delay or a fault falls due (or at the
-end), so a stream without latency leaves in a single write: the fake stays fast under load.
+end), so a stream without latency leaves in a single write: the fake stays fast under load. The
+first token's delay counts from the request's arrival, as a client sees it: the fake's own work
+(reading the request, rendering an answer that leaves whole) is done within it, and only work
+beyond it makes an answer late.
 ``on_start`` runs just before ``message_start`` is written (the cache plan commits then).
 """
 
@@ -25,11 +28,13 @@ async def stream(
     ex: Exchange, events: Iterable[Event], on_start: Callable[[], None], cut: Cut | None, latency: Latency
 ) -> None:
     await ex.start(200, SSE_TYPE)
-    if latency.first_token and not await ex.pause(latency.first_token):
+    # Nothing falls due before the end: the answer leaves in one write, made while the model "thinks".
+    whole = _joined(frame for frame, _ in events) if cut is None and not latency.per_token else None
+    if latency.first_token and not await ex.pause(latency.first_token - ex.age()):
         return
-    if cut is None and not latency.per_token:  # nothing falls due before the end: one write
+    if whole is not None:
         on_start()
-        await ex.write(_joined(frame for frame, _ in events), more=False)
+        await ex.write(whole, more=False)
         return
     frames: list[str] = []
     for n, (frame, text) in enumerate(events):
@@ -82,7 +87,7 @@ async def message(
     delay = (
         latency.first_token + latency.per_token * tokens + (cut.seconds if isinstance(cut, Stall) else 0.0)
     )
-    if delay and not await ex.pause(delay):
+    if delay and not await ex.pause(delay - ex.age()):
         return
     on_start()
     payload = json_bytes(body)

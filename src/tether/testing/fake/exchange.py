@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -62,6 +63,7 @@ class Exchange:
         organization: str,
         closing: Closing | None = None,
     ) -> None:
+        self.arrived = time.monotonic()
         self.scope, self._receive, self._send = scope, receive, send
         self.closing = closing or Closing()
         self.request_id = request_id
@@ -126,6 +128,10 @@ class Exchange:
         payload = json_bytes(value)
         await self.start(status, JSON_TYPE, len(payload))
         await self.write(payload, more=False)
+
+    def age(self) -> float:
+        """Seconds since the request arrived."""
+        return time.monotonic() - self.arrived
 
     async def pause(self, seconds: float) -> bool:
         """Wait ``seconds`` with the connection open; False if the client left (or the server is
