@@ -21,6 +21,7 @@ from tether.testing import (
     rate_limited,
     server_error,
 )
+from tether.testing.fake.cache import CacheModel
 
 MODEL = "claude-opus-4-8"
 USER = [{"role": "user", "content": "hi"}]
@@ -179,8 +180,6 @@ def test_slow_first_token_delays_message_start_after_the_headers(fake: FakeAPI, 
 
 
 def test_the_first_tokens_delay_counts_from_the_requests_arrival(fake: FakeAPI, key, client, monkeypatch):
-    from tether.testing.fake.cache import CacheModel
-
     lookup = CacheModel.lookup
 
     def slow_lookup(*args, **kwargs):  # the fake's own work on the request, before the model "thinks"
