@@ -15,7 +15,10 @@ goes beyond the model's wait (from the fleet's events: journaling the answer, ru
 journaling their results, sending the next call and reading its answer); event-loop lag (a
 ticker in each worker that sleeps 10 ms and records how late it wakes) p50, p99 and max; memory per
 run (each worker's peak RSS during the runs, less its RSS just before they started, summed and
-divided by the runs); and the clients' CPU per model call, with the kernel's share of it. Run:
+divided by the runs); the clients' CPU per model call, with the kernel's share of it; and the
+ceiling that CPU sets on the whole bench (no run's last call can leave before the runs' last-but-one
+answers, due after ``turns - 1`` waits, are all worked through: one turn's CPU spread over the
+cores). Run:
 ``python bench/concurrency.py``; the last line is ``name=value`` pairs. The runs' workspaces and the
 stores are made in the temporary directory (``TMPDIR``).
 """
@@ -85,11 +88,14 @@ async def worker(args: argparse.Namespace) -> dict:
     last: dict[object, tuple[str, float]] = {}  # each run's latest step, and when
     steps: Counter[str] = Counter()  # the seconds between one step and the next, summed over the runs
     counts: Counter[str] = Counter()
+    ended = [0.0]  # when the last run ended (the clock is the machine's: the parent reads it too)
 
     def observe(handle, event) -> None:
         now = time.monotonic()
         if isinstance(event, ev.UsageReport):
             calls.setdefault(handle, []).append(now)
+        elif isinstance(event, ev.RunEnd):
+            ended[0] = max(ended[0], now)
         step = STEPS.get(type(event))
         if step is not None:
             if handle in last and last[handle][0] != step:
@@ -105,17 +111,17 @@ async def worker(args: argparse.Namespace) -> dict:
     peak = [baseline]
     stop = asyncio.Event()
     probes = [asyncio.create_task(ticker(lags, stop)), asyncio.create_task(sampler(peak, stop))]
-    started, before = time.monotonic(), os.times()
+    before = os.times()
     async with Fleet(client, Sessions(store), settings, concurrency=args.runs, observe=observe) as fleet:
         outcomes = await fleet.map(specs)
-    wall, after = time.monotonic() - started, os.times()
+    after = os.times()
     cpu = [after.user - before.user, after.system - before.system]
     stop.set()
     await asyncio.gather(*probes)
     await client.aclose()
     await store.close()
     paces = [(len(times) - 1) / (times[-1] - times[0]) for times in calls.values() if len(times) > 1]
-    return {"calls": sum(map(len, calls.values())), "wall": wall, "lags": lags, "baseline": baseline,
+    return {"calls": sum(map(len, calls.values())), "ended": ended[0], "lags": lags, "baseline": baseline,
             "peak": peak[0], "outcomes": Counter(o.outcome for o in outcomes), "pace": sum(paces), "cpu": cpu,
             "steps": {k: steps[k] / counts[k] for k in steps}}
 
@@ -150,9 +156,9 @@ def main(args: argparse.Namespace) -> None:
             w.stdin.write("go\n")
             w.stdin.flush()
         reports = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
-        wall = time.monotonic() - started
+        exited = time.monotonic() - started
         fake_cpu = sum(cpu_seconds(p) for p in fake_pids) - fake_cpu
-    report(args, reports, wall, fake_cpu, load)
+    report(args, reports, max(r["ended"] for r in reports) - started, exited, fake_cpu, load)
 
 
 def _fake_pids() -> list[int]:
@@ -166,7 +172,8 @@ def _fake_pids() -> list[int]:
     return pids
 
 
-def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu: float, load: float) -> None:
+def report(args: argparse.Namespace, reports: list[dict], wall: float, exited: float, fake_cpu: float,
+           load: float) -> None:
     calls = sum(r["calls"] for r in reports)
     ideal = args.runs / args.delay
     expected = args.runs * args.turns
@@ -182,8 +189,8 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
           f"{args.fakes} fake API process(es), {args.store_kind} store, {os.cpu_count()} CPUs, "
           f"load average before {load:.1f}")
     print(f"outcomes: {dict(outcomes)}; model calls {calls} of {expected} expected")
-    print(f"wall {wall:.2f}s (ideal {args.turns * args.delay:.2f}s); {rate:.1f} calls/s of {ideal:.0f} ideal "
-          f"= {rate / ideal:.1%}")
+    print(f"wall {wall:.2f}s to the last run's end (ideal {args.turns * args.delay:.2f}s; the workers had exited "
+          f"{exited - wall:.2f}s later); {rate:.1f} calls/s of {ideal:.0f} ideal = {rate / ideal:.1%}")
     print(f"sustained: {pace:.1f} calls/s = {pace / ideal:.1%} of ideal (each run's calls per second from its "
           f"first model call to its last, summed over the runs)")
     steps = {k: statistics.mean(r["steps"][k] for r in reports if k in r["steps"]) * 1000
@@ -201,9 +208,17 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, fake_cpu:
     print(f"CPU: clients {client_cpu:.1f}s ({client_cpu / max(calls, 1) * 1000:.2f} ms per call; "
           f"{kernel / max(client_cpu, 1e-9):.0%} of it in the kernel), "
           f"fake API {fake_cpu:.1f}s ({fake_cpu / max(calls, 1) * 1000:.2f} ms per call)")
+    # No run's answer to its last-but-one call comes before (turns - 1) waits, and all of them must be
+    # worked through before the last run's last call leaves: the bench ends no sooner than turns waits
+    # and that turn's CPU (here, the average turn's) spread over the cores.
+    turn_cpu = (client_cpu + fake_cpu) / args.turns / (os.cpu_count() or 1)
+    ceiling = args.turns * args.delay / (args.turns * args.delay + turn_cpu)
+    print(f"one turn of every run takes {turn_cpu:.2f}s of the {os.cpu_count()} cores: at this CPU the whole "
+          f"bench can reach about {ceiling:.1%} of the ideal at most")
     figures = {
         "runs": args.runs, "processes": args.processes, "store": args.store_kind, "calls": calls,
         "calls_per_s": f"{rate:.1f}", "share_of_ideal": f"{rate / ideal:.3f}", "sustained_share": f"{pace / ideal:.3f}",
+        "cpu_ceiling_share": f"{ceiling:.3f}",
         "turn_overhead_ms": f"{overhead:.1f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
         "kib_per_run": f"{per_run / 1024:.1f}", "failed": sum(v for k, v in outcomes.items() if k != "completed"),
         "client_ms_cpu_per_call": f"{client_cpu / max(calls, 1) * 1000:.2f}",
