@@ -208,9 +208,7 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, exited: f
     print(f"CPU: clients {client_cpu:.1f}s ({client_cpu / max(calls, 1) * 1000:.2f} ms per call; "
           f"{kernel / max(client_cpu, 1e-9):.0%} of it in the kernel), "
           f"fake API {fake_cpu:.1f}s ({fake_cpu / max(calls, 1) * 1000:.2f} ms per call)")
-    # No run's answer to its last-but-one call comes before (turns - 1) waits, and all of them must be
-    # worked through before the last run's last call leaves: the bench ends no sooner than turns waits
-    # and that turn's CPU (here, the average turn's) spread over the cores.
+    # The ceiling of the docstring, with the average turn's CPU for the last-but-one turn's.
     turn_cpu = (client_cpu + fake_cpu) / args.turns / (os.cpu_count() or 1)
     ceiling = args.turns * args.delay / (args.turns * args.delay + turn_cpu)
     print(f"one turn of every run takes {turn_cpu:.2f}s of the {os.cpu_count()} cores: at this CPU the whole "
