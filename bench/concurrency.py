@@ -10,7 +10,8 @@ processes of its own (``tether fake-api --first-token-delay 2``); the runs are s
 Reported: model calls per second as a share of the ideal, over the whole bench (from the start of
 the runs to the end of the last: start-up and drain included) and sustained (each run's calls per
 second from its first model call to its last, summed over the runs: the rate while the runs are all
-under way, still with every wait the fleet adds between one call and the next); where a turn's time
+under way, still with every wait the fleet adds between one call and the next); the start-up (when
+the last run's first call left: its first answer, less the model's wait); where a turn's time
 goes beyond the model's wait (from the fleet's events: journaling the answer, running the tools and
 journaling their results, sending the next call and reading its answer); event-loop lag (a
 ticker in each worker that sleeps 10 ms and records how late it wakes) p50, p99 and max; memory per
@@ -121,7 +122,9 @@ async def worker(args: argparse.Namespace) -> dict:
     await client.aclose()
     await store.close()
     paces = [(len(times) - 1) / (times[-1] - times[0]) for times in calls.values() if len(times) > 1]
+    firsts = [times[0] for times in calls.values()]
     return {"calls": sum(map(len, calls.values())), "ended": ended[0], "lags": lags, "baseline": baseline,
+            "first_answers": [min(firsts), max(firsts)],
             "peak": peak[0], "outcomes": Counter(o.outcome for o in outcomes), "pace": sum(paces), "cpu": cpu,
             "steps": {k: steps[k] / counts[k] for k in steps}}
 
@@ -158,7 +161,9 @@ def main(args: argparse.Namespace) -> None:
         reports = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
         exited = time.monotonic() - started
         fake_cpu = sum(cpu_seconds(p) for p in fake_pids) - fake_cpu
-    report(args, reports, max(r["ended"] for r in reports) - started, exited, fake_cpu, load)
+    firsts = [min(r["first_answers"][0] for r in reports) - started,
+              max(r["first_answers"][1] for r in reports) - started]
+    report(args, reports, max(r["ended"] for r in reports) - started, exited, fake_cpu, load, firsts)
 
 
 def _fake_pids() -> list[int]:
@@ -173,7 +178,7 @@ def _fake_pids() -> list[int]:
 
 
 def report(args: argparse.Namespace, reports: list[dict], wall: float, exited: float, fake_cpu: float,
-           load: float) -> None:
+           load: float, firsts: list[float]) -> None:
     calls = sum(r["calls"] for r in reports)
     ideal = args.runs / args.delay
     expected = args.runs * args.turns
@@ -193,6 +198,10 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, exited: f
           f"{exited - wall:.2f}s later); {rate:.1f} calls/s of {ideal:.0f} ideal = {rate / ideal:.1%}")
     print(f"sustained: {pace:.1f} calls/s = {pace / ideal:.1%} of ideal (each run's calls per second from its "
           f"first model call to its last, summed over the runs)")
+    start_up = firsts[1] - args.delay
+    print(f"start-up: the runs' first answers came {firsts[0]:.2f}s to {firsts[1]:.2f}s after the start: "
+          f"the last run's first call left {start_up:.2f}s in, {start_up / max(wall - args.turns * args.delay, 1e-9):.0%} of the "
+          f"whole bench's time beyond the ideal")
     steps = {k: statistics.mean(r["steps"][k] for r in reports if k in r["steps"]) * 1000
              for k in {k for r in reports for k in r["steps"]}}
     steps["tools_done>answered"] = steps.get("tools_done>answered", args.delay * 1000) - args.delay * 1000
@@ -216,7 +225,7 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, exited: f
     figures = {
         "runs": args.runs, "processes": args.processes, "store": args.store_kind, "calls": calls,
         "calls_per_s": f"{rate:.1f}", "share_of_ideal": f"{rate / ideal:.3f}", "sustained_share": f"{pace / ideal:.3f}",
-        "cpu_ceiling_share": f"{ceiling:.3f}",
+        "cpu_ceiling_share": f"{ceiling:.3f}", "start_up_s": f"{start_up:.2f}",
         "turn_overhead_ms": f"{overhead:.1f}", "lag_p99_ms": f"{p(0.99):.1f}", "lag_max_ms": f"{p(1.0):.1f}",
         "kib_per_run": f"{per_run / 1024:.1f}", "failed": sum(v for k, v in outcomes.items() if k != "completed"),
         "client_ms_cpu_per_call": f"{client_cpu / max(calls, 1) * 1000:.2f}",

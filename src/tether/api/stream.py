@@ -141,22 +141,21 @@ class StreamReader:
         self._buffer = buffer[end + 2:]
         events: list[StreamEvent] = []
         run: list[str] = []  # the pieces of consecutive deltas of one kind and block
-        run_key: tuple[str, int] | None = None
+        run_field, run_index = "", -1
         for data in _decode(b"[%b]" % b",".join(_datas(buffer[:end]))):  # one decode for the whole chunk
             if self.complete:
                 break  # nothing comes after message_stop
-            if data.get("type") == "content_block_delta" and (field := _PIECES.get(data["delta"]["type"])):
-                index, piece = data["index"], data["delta"][field]
-                self._blocks[index].pieces.append(piece)
-                if run_key != (field, index):
-                    if run_key is not None:
-                        events.append(_delta_event(run_key, run))
-                    run, run_key = [], (field, index)
-                run.append(piece)
+            delta = data.get("delta") if data.get("type") == "content_block_delta" else None
+            if delta is not None and (field := _PIECES.get(delta["type"])):
+                index = data["index"]
+                if index != run_index or field != run_field:
+                    self._end_run(events, run_field, run_index, run)
+                    run, run_field, run_index = [], field, index
+                run.append(delta[field])
                 continue
-            if run_key is not None:
-                events.append(_delta_event(run_key, run))
-                run, run_key = [], None
+            if run:
+                self._end_run(events, run_field, run_index, run)
+                run, run_field, run_index = [], "", -1
             try:
                 event = self.handle(data)
             except APIStatusError as exc:  # an error event: what came before it still comes first
@@ -166,9 +165,16 @@ class StreamReader:
                 break
             if event is not None:
                 events.append(event)
-        if run_key is not None:
-            events.append(_delta_event(run_key, run))
+        self._end_run(events, run_field, run_index, run)
         return events
+
+    def _end_run(self, events: list[StreamEvent], field: str, index: int, pieces: list[str]) -> None:
+        """The delta event of a run of ``pieces`` of one block's ``field``, its text kept for the block."""
+        if pieces:
+            text = "".join(pieces)
+            self._blocks[index].pieces.append(text)
+            events.append(TextDelta(index, text) if field == "text" else
+                          ThinkingDelta(index, text) if field == "thinking" else InputJsonDelta(index, text))
 
     def handle(self, data: dict[str, Any]) -> StreamEvent | None:
         kind = data.get("type")
@@ -278,11 +284,3 @@ def _datas(events: bytes) -> list[bytes]:
 
 
 _PIECES = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
-
-
-def _delta_event(key: tuple[str, int], pieces: list[str]) -> TextDelta | ThinkingDelta | InputJsonDelta:
-    field, index = key
-    text = "".join(pieces)
-    if field == "text":
-        return TextDelta(index, text)
-    return ThinkingDelta(index, text) if field == "thinking" else InputJsonDelta(index, text)
