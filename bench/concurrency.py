@@ -198,10 +198,10 @@ def report(args: argparse.Namespace, reports: list[dict], wall: float, exited: f
           f"{exited - wall:.2f}s later); {rate:.1f} calls/s of {ideal:.0f} ideal = {rate / ideal:.1%}")
     print(f"sustained: {pace:.1f} calls/s = {pace / ideal:.1%} of ideal (each run's calls per second from its "
           f"first model call to its last, summed over the runs)")
-    start_up = firsts[1] - args.delay
+    start_up, beyond = firsts[1] - args.delay, max(wall - args.turns * args.delay, 1e-9)
     print(f"start-up: the runs' first answers came {firsts[0]:.2f}s to {firsts[1]:.2f}s after the start: "
-          f"the last run's first call left {start_up:.2f}s in, {start_up / max(wall - args.turns * args.delay, 1e-9):.0%} of the "
-          f"whole bench's time beyond the ideal")
+          f"the last run's first call left {start_up:.2f}s in, {start_up / beyond:.0%} of the whole bench's "
+          f"time beyond the ideal")
     steps = {k: statistics.mean(r["steps"][k] for r in reports if k in r["steps"]) * 1000
              for k in {k for r in reports for k in r["steps"]}}
     steps["tools_done>answered"] = steps.get("tools_done>answered", args.delay * 1000) - args.delay * 1000
